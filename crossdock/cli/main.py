@@ -1,0 +1,114 @@
+"""The `crossdock` command: run the platform, migrate the database, administer tenants."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.table import Table
+
+from crossdock import __version__
+from crossdock.bootstrap import Container, build_container
+from crossdock.cli.admin import merchant_app, partner_app, token_app, user_app
+from crossdock.cli.output import STATE, console, run
+from crossdock.core.logging import configure_logging
+from crossdock.core.migrate import upgrade
+from crossdock.core.settings import Settings
+
+app = typer.Typer(
+    name="crossdock",
+    help="Crossdock: governed workflow automation between ecommerce storefronts and ERPs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(partner_app, name="partner")
+app.add_typer(merchant_app, name="merchant")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+
+DbOpt = Annotated[str | None, typer.Option("--database", help="Database URL (default: CROSSDOCK_DATABASE_URL).")]
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+    STATE["debug"] = debug
+
+
+@app.command()
+def version() -> None:
+    """Print the Crossdock version."""
+    console.print(__version__)
+
+
+def _settings(database: str | None, **overrides: object) -> Settings:
+    settings = Settings()
+    updates: dict[str, object] = {k: v for k, v in overrides.items() if v is not None}
+    if database:
+        updates["database_url"] = database
+    return settings.model_copy(update=updates) if updates else settings
+
+
+@db_app.command("upgrade")
+def db_upgrade(database: DbOpt = None, revision: str = "head") -> None:
+    """Apply database migrations up to REVISION (default: head)."""
+    settings = _settings(database)
+
+    async def go() -> None:
+        container = build_container(settings)
+        try:
+            await upgrade(container.db.engine, revision)
+        finally:
+            await container.close()
+
+    run(go())
+    console.print(f"[green]database at {revision}[/] ({settings.resolved_database_url.split('://')[0]})")
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option("--demo", help="Seed the demo partner, merchants and users.")] = False,
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int, typer.Option(help="API port.")] = 8700,
+    database: DbOpt = None,
+) -> None:
+    """Run the API, workers and scheduler in one process (embedded mode by default: SQLite in ./.crossdock)."""
+    settings = _settings(database)
+    settings.api.port = port
+    if host:
+        settings.api.host = host
+    configure_logging(settings.log_level, json=settings.log_json)
+    run(_serve(build_container(settings), demo=demo))
+
+
+async def _serve(container: Container, *, demo: bool) -> None:
+    from crossdock.demo.seed import seed_demo
+    from crossdock.web.app import create_app
+
+    settings = container.settings
+    await upgrade(container.db.engine)
+    url = f"http://{settings.api.host}:{settings.api.port}"
+    console.print(f"[bold]Crossdock {__version__}[/] on {container.db.dialect} — API {url}  (docs: {url}/docs)")
+    if demo:
+        seeded = await seed_demo(container)
+        table = Table(title="Demo tokens (valid 30 days; new ones are issued on every start)", header_style="bold")
+        table.add_column("role")
+        table.add_column("token")
+        for role, token in seeded.tokens.items():
+            table.add_row(role, token)
+        console.print(table)
+        console.print(f'Try: curl -H "Authorization: Bearer {seeded.tokens["partner_admin"]}" {url}/v1/merchants')
+    app_ = create_app(container)
+    config = uvicorn.Config(
+        app_, host=settings.api.host, port=settings.api.port, log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    try:
+        await server.serve()
+    finally:
+        await container.close()
+
+
+__all__ = ["app"]

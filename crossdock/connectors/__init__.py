@@ -1,0 +1,1 @@
+"""Connectors to the systems Crossdock integrates, each with its contract-faithful simulator."""

@@ -1,0 +1,1 @@
+"""Core: settings, database, tenancy, errors, ids and clock shared by every domain."""

@@ -1,0 +1,1 @@
+"""The demo installation: seeded tenants, users and tokens for `crossdock up --demo`."""

@@ -1,0 +1,1 @@
+"""Governance: the audit trail (and, later, approvals matrices, change control and retention)."""

@@ -1,0 +1,1 @@
+"""Identity: users, service accounts, API tokens, roles, permissions and role bindings."""

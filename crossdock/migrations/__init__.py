@@ -1,0 +1,1 @@
+"""Alembic migrations, applied by `crossdock db upgrade` and on `crossdock up`."""

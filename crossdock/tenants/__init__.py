@@ -1,0 +1,1 @@
+"""Tenants: partners, their merchants, and the merchants' environments."""

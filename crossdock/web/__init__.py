@@ -1,0 +1,1 @@
+"""The HTTP layer: app factory, middleware, error mapping and authentication. Kept thin."""
