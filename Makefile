@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LINT_PATHS := crossdock tests $(wildcard bench)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: help install demo test lint format test-fast bench bench-smoke bench-engine clean
@@ -27,13 +28,13 @@ demo: install
 	$(BIN)/crossdock up --demo
 
 lint: install
-	$(BIN)/ruff check crossdock tests bench
-	$(BIN)/ruff format --check crossdock tests bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy crossdock
 
 format: install
-	$(BIN)/ruff format crossdock tests bench
-	$(BIN)/ruff check --fix crossdock tests bench
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 test: lint
 	$(BIN)/pytest -ra --durations=15
