@@ -26,21 +26,42 @@ class World:
         return {"Authorization": f"Bearer {self.tokens[caller]}"}
 
 
-async def make_user(container: Container, world: World, key: str, role: str, *, partner: str | None = None,
-                    merchant: str | None = None, token_days: int = 30) -> str:
+async def make_user(
+    container: Container,
+    world: World,
+    key: str,
+    role: str,
+    *,
+    partner: str | None = None,
+    merchant: str | None = None,
+    token_days: int = 30,
+) -> str:
     actor = Actor.system()
     async with container.db.session(actor.scope) as s:
-        user = await identity.create_user(s, actor, UserCreate(
-            email=f"{key}-{next(_seq)}@example.test", name=key,
-            partner_id=world.ids.get(partner) if partner else None,
-            merchant_id=world.ids.get(merchant) if merchant else None))
+        user = await identity.create_user(
+            s,
+            actor,
+            UserCreate(
+                email=f"{key}-{next(_seq)}@example.test",
+                name=key,
+                partner_id=world.ids.get(partner) if partner else None,
+                merchant_id=world.ids.get(merchant) if merchant else None,
+            ),
+        )
         level = role.split("_")[0]
-        await identity.create_role_binding(s, actor, RoleBindingCreate(
-            principal_id=user.id, role=role,
-            partner_id=user.partner_id if level == "partner" else None,
-            merchant_id=user.merchant_id if level == "merchant" else None))
-        _tok, secret = await identity.create_token(s, actor, TokenCreate(principal_id=user.id),
-                                                   default_ttl_days=token_days)
+        await identity.create_role_binding(
+            s,
+            actor,
+            RoleBindingCreate(
+                principal_id=user.id,
+                role=role,
+                partner_id=user.partner_id if level == "partner" else None,
+                merchant_id=user.merchant_id if level == "merchant" else None,
+            ),
+        )
+        _tok, secret = await identity.create_token(
+            s, actor, TokenCreate(principal_id=user.id), default_ttl_days=token_days
+        )
     world.ids[f"user:{key}"] = user.id
     world.tokens[key] = secret
     return user.id
@@ -55,7 +76,9 @@ async def make_world(container: Container) -> World:
         for m, p in (("M1a", "P1"), ("M1b", "P1"), ("M2a", "P2")):
             merchant = await tenants.create_merchant(s, actor, MerchantCreate(partner_id=world.ids[p], name=m))
             world.ids[m] = merchant.id
-        sa = await identity.create_service_account(s, actor, ServiceAccountCreate(name="etl", merchant_id=world.ids["M1a"]))
+        sa = await identity.create_service_account(
+            s, actor, ServiceAccountCreate(name="etl", merchant_id=world.ids["M1a"])
+        )
         world.ids["sa:M1a"] = sa.id
     await make_user(container, world, "platform", "platform_admin")
     await make_user(container, world, "p1_admin", "partner_admin", partner="P1")

@@ -20,8 +20,14 @@ CLI = [sys.executable, "-m", "crossdock.cli"]
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "CROSSDOCK_LOG_JSON": "false", **(env or {})})
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CROSSDOCK_LOG_JSON": "false", **(env or {})},
+    )
 
 
 def test_cli_admin_round_trip_and_clean_errors(tmp_path: Path) -> None:
@@ -31,10 +37,25 @@ def test_cli_admin_round_trip_and_clean_errors(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     partner = json.loads(made.stdout)
     assert partner["name"] == "Acme Partners" and partner["slug"] == "acme-partners"
-    merchant = json.loads(cli("merchant", "create", partner["id"], "Shop One", "--json", "--database", db,
-                              cwd=tmp_path).stdout)
-    user = json.loads(cli("user", "create", "a@shop.test", "Ann", "--merchant-id", merchant["id"], "--role",
-                          "merchant_admin", "--json", "--database", db, cwd=tmp_path).stdout)
+    merchant = json.loads(
+        cli("merchant", "create", partner["id"], "Shop One", "--json", "--database", db, cwd=tmp_path).stdout
+    )
+    user = json.loads(
+        cli(
+            "user",
+            "create",
+            "a@shop.test",
+            "Ann",
+            "--merchant-id",
+            merchant["id"],
+            "--role",
+            "merchant_admin",
+            "--json",
+            "--database",
+            db,
+            cwd=tmp_path,
+        ).stdout
+    )
     token = json.loads(cli("token", "create", user["id"], "--json", "--database", db, cwd=tmp_path).stdout)
     assert token["token"].startswith("cdk_")
     listed = cli("merchant", "list", "--database", db, cwd=tmp_path)
@@ -49,10 +70,15 @@ def test_cli_admin_round_trip_and_clean_errors(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_up_demo_serves_and_prints_working_tokens(tmp_path: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen([*CLI, "up", "--demo", "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "CROSSDOCK_LOG_JSON": "false", "COLUMNS": "200"},
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [*CLI, "up", "--demo", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "CROSSDOCK_LOG_JSON": "false", "COLUMNS": "200"},
+        start_new_session=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -70,18 +96,30 @@ def test_up_demo_serves_and_prints_working_tokens(tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     tokens = dict(re.findall(r"(\w+_(?:admin|operator|approver|viewer))\s*│\s*(cdk_[\w-]+)", output))
-    assert set(tokens) == {"platform_admin", "partner_admin", "partner_operator", "merchant_admin",
-                           "merchant_approver", "merchant_viewer"}
+    assert set(tokens) == {
+        "platform_admin",
+        "partner_admin",
+        "partner_operator",
+        "merchant_admin",
+        "merchant_approver",
+        "merchant_viewer",
+    }
     assert (tmp_path / ".crossdock" / "crossdock.db").exists()
     # The printed tokens work against the API (start it again on the same database).
-    proc2 = subprocess.Popen([*CLI, "up", "--port", str(port)], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
+    proc2 = subprocess.Popen(
+        [*CLI, "up", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                resp = httpx.get(f"{base}/v1/merchants",
-                                 headers={"Authorization": f"Bearer {tokens['partner_admin']}"}, timeout=1)
+                resp = httpx.get(
+                    f"{base}/v1/merchants", headers={"Authorization": f"Bearer {tokens['partner_admin']}"}, timeout=1
+                )
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)

@@ -12,10 +12,14 @@ from crossdock.identity.models import ApiToken
 from tests.factories import World
 
 
-async def test_token_is_shown_once_and_stored_hashed(client: httpx.AsyncClient, world: World,
-                                                     container: Container) -> None:
-    resp = await client.post("/v1/tokens", json={"principal_id": world.ids["user:m1a_viewer"], "name": "ci",
-                                                 "expires_in_days": 7}, headers=world.headers("m1a_admin"))
+async def test_token_is_shown_once_and_stored_hashed(
+    client: httpx.AsyncClient, world: World, container: Container
+) -> None:
+    resp = await client.post(
+        "/v1/tokens",
+        json={"principal_id": world.ids["user:m1a_viewer"], "name": "ci", "expires_in_days": 7},
+        headers=world.headers("m1a_admin"),
+    )
     assert resp.status_code == 201, resp.text
     created = resp.json()
     secret = created["token"]
@@ -32,8 +36,11 @@ async def test_token_is_shown_once_and_stored_hashed(client: httpx.AsyncClient, 
 
 async def test_pagination_walks_every_row_once(client: httpx.AsyncClient, world: World) -> None:
     for i in range(57):
-        r = await client.post("/v1/users", json={"merchant_id": world.ids["M1b"], "email": f"u{i}@page.test",
-                                                 "name": f"U{i}"}, headers=world.headers("m1b_admin"))
+        r = await client.post(
+            "/v1/users",
+            json={"merchant_id": world.ids["M1b"], "email": f"u{i}@page.test", "name": f"U{i}"},
+            headers=world.headers("m1b_admin"),
+        )
         assert r.status_code == 201
     seen: list[str] = []
     cursor = None
@@ -51,15 +58,23 @@ async def test_pagination_walks_every_row_once(client: httpx.AsyncClient, world:
     assert seen == sorted(seen)
 
 
-async def test_every_change_is_audited_with_actor_and_request_id(client: httpx.AsyncClient, world: World,
-                                                                 container: Container) -> None:
-    resp = await client.patch(f"/v1/merchants/{world.ids['M1a']}", json={"name": "Aurora 2"},
-                              headers={**world.headers("p1_admin"), "X-Request-Id": "req-abc-123"})
+async def test_every_change_is_audited_with_actor_and_request_id(
+    client: httpx.AsyncClient, world: World, container: Container
+) -> None:
+    resp = await client.patch(
+        f"/v1/merchants/{world.ids['M1a']}",
+        json={"name": "Aurora 2"},
+        headers={**world.headers("p1_admin"), "X-Request-Id": "req-abc-123"},
+    )
     assert resp.status_code == 200
     assert resp.headers["x-request-id"] == "req-abc-123"
-    events = (await client.get("/v1/audit-events", params={"target_id": world.ids["M1a"],
-                                                            "action": "tenants.merchant.update"},
-                               headers=world.headers("m1a_admin"))).json()["items"]
+    events = (
+        await client.get(
+            "/v1/audit-events",
+            params={"target_id": world.ids["M1a"], "action": "tenants.merchant.update"},
+            headers=world.headers("m1a_admin"),
+        )
+    ).json()["items"]
     assert len(events) == 1
     ev = events[0]
     assert ev["actor_id"] == world.ids["user:p1_admin"]
@@ -68,15 +83,21 @@ async def test_every_change_is_audited_with_actor_and_request_id(client: httpx.A
     assert ev["partner_id"] == world.ids["P1"] and ev["merchant_id"] == world.ids["M1a"]
 
 
-async def test_failed_change_leaves_no_audit_event(client: httpx.AsyncClient, world: World,
-                                                   container: Container) -> None:
+async def test_failed_change_leaves_no_audit_event(
+    client: httpx.AsyncClient, world: World, container: Container
+) -> None:
     body = {"partner_id": world.ids["P1"], "name": "Dup", "slug": "dup"}
     assert (await client.post("/v1/merchants", json=body, headers=world.headers("p1_admin"))).status_code == 201
     resp = await client.post("/v1/merchants", json=body, headers=world.headers("p1_admin"))
     assert resp.status_code == 409
     async with container.db.session(Scope.everything()) as s:
-        creates = (await s.scalars(select(AuditEvent).where(AuditEvent.action == "tenants.merchant.create",
-                                                            AuditEvent.actor_id == world.ids["user:p1_admin"]))).all()
+        creates = (
+            await s.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "tenants.merchant.create", AuditEvent.actor_id == world.ids["user:p1_admin"]
+                )
+            )
+        ).all()
     assert len(creates) == 1
 
 

@@ -32,8 +32,12 @@ MATRIX = [
     ("GET", "/v1/partners/{P1}", None, [200, 200, 403, 403, 404]),
     ("PATCH", "/v1/partners/{P1}", {"settings": {"brand": "x"}}, [200, 200, 403, 403, 404]),
     ("POST", "/v1/merchants", {"partner_id": "{P1}", "name": "New {caller}"}, [201, 201, 404, 404, 404]),
-    ("POST", "/v1/users", {"merchant_id": "{M1a}", "email": "{caller}@new.test", "name": "N"},
-     [201, 201, 201, 404, 404]),
+    (
+        "POST",
+        "/v1/users",
+        {"merchant_id": "{M1a}", "email": "{caller}@new.test", "name": "N"},
+        [201, 201, 201, 404, 404],
+    ),
     ("POST", "/v1/service-accounts", {"merchant_id": "{M1a}", "name": "svc-{caller}"}, [201, 201, 201, 404, 404]),
     ("POST", "/v1/tokens", {"principal_id": "{user:m1a_viewer}"}, [201, 201, 201, 404, 404]),
 ]
@@ -52,13 +56,21 @@ def _fill(value: object, world: World, caller: str) -> object:
 
 async def _audit_count(container: Container, actor_id: str) -> int:
     async with container.db.session(Scope.everything()) as s:
-        return int(await s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.actor_id == actor_id))
-                   or 0)
+        return int(
+            await s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.actor_id == actor_id)) or 0
+        )
 
 
 @pytest.mark.parametrize(("method", "path", "body", "expected"), MATRIX, ids=[f"{m} {p}" for m, p, _, _ in MATRIX])
-async def test_isolation_matrix(client: httpx.AsyncClient, world: World, container: Container, method: str,
-                                path: str, body: dict | None, expected: list[int]) -> None:
+async def test_isolation_matrix(
+    client: httpx.AsyncClient,
+    world: World,
+    container: Container,
+    method: str,
+    path: str,
+    body: dict | None,
+    expected: list[int],
+) -> None:
     # Denied callers go first so the "nothing changed" check sees the pristine row.
     order = sorted(range(len(CALLERS)), key=lambda i: expected[i] < 400)
     before = None
@@ -66,8 +78,9 @@ async def test_isolation_matrix(client: httpx.AsyncClient, world: World, contain
         before = (await client.get(str(_fill(path, world, "platform")), headers=world.headers("platform"))).json()
     for i in order:
         caller = CALLERS[i]
-        resp = await client.request(method, str(_fill(path, world, caller)), json=_fill(body, world, caller),
-                                    headers=world.headers(caller))
+        resp = await client.request(
+            method, str(_fill(path, world, caller)), json=_fill(body, world, caller), headers=world.headers(caller)
+        )
         assert resp.status_code == expected[i], (caller, resp.text)
         if resp.status_code >= 400:
             error = resp.json()["error"]
@@ -75,7 +88,7 @@ async def test_isolation_matrix(client: httpx.AsyncClient, world: World, contain
             assert set(resp.json()) == {"error"}  # no data leaks beside the error
             assert await _audit_count(container, world.ids[f"user:{caller}"]) == 0
             if before is not None:
-                after = (await client.get(str(_fill(path, world, "platform")), headers=world.headers("platform")))
+                after = await client.get(str(_fill(path, world, "platform")), headers=world.headers("platform"))
                 assert after.json() == before
 
 
@@ -99,10 +112,12 @@ async def test_lists_show_only_own_scope(client: httpx.AsyncClient, world: World
     assert names(await client.get("/v1/partners", headers=world.headers("p1_admin"))) == {world.ids["P1"]}
 
 
-async def test_viewer_cannot_write_and_nothing_changes(client: httpx.AsyncClient, world: World,
-                                                       container: Container) -> None:
-    resp = await client.patch(f"/v1/merchants/{world.ids['M1a']}", json={"name": "Hacked"},
-                              headers=world.headers("m1a_viewer"))
+async def test_viewer_cannot_write_and_nothing_changes(
+    client: httpx.AsyncClient, world: World, container: Container
+) -> None:
+    resp = await client.patch(
+        f"/v1/merchants/{world.ids['M1a']}", json={"name": "Hacked"}, headers=world.headers("m1a_viewer")
+    )
     assert resp.status_code == 403
     assert resp.json()["error"]["code"] == "forbidden"
     got = await client.get(f"/v1/merchants/{world.ids['M1a']}", headers=world.headers("m1a_viewer"))
@@ -113,12 +128,16 @@ async def test_viewer_cannot_write_and_nothing_changes(client: httpx.AsyncClient
 async def test_role_grants_cannot_escalate_or_cross_scope(client: httpx.AsyncClient, world: World) -> None:
     viewer = world.ids["user:m1a_viewer"]
     # A partner admin cannot grant platform_admin.
-    resp = await client.post("/v1/role-bindings", headers=world.headers("p1_admin"),
-                             json={"principal_id": viewer, "role": "platform_admin"})
+    resp = await client.post(
+        "/v1/role-bindings", headers=world.headers("p1_admin"), json={"principal_id": viewer, "role": "platform_admin"}
+    )
     assert resp.status_code == 403
     # A sibling merchant's admin cannot grant anything at M1a (the principal is invisible: 404).
-    resp = await client.post("/v1/role-bindings", headers=world.headers("m1b_admin"),
-                             json={"principal_id": viewer, "role": "merchant_admin", "merchant_id": world.ids["M1a"]})
+    resp = await client.post(
+        "/v1/role-bindings",
+        headers=world.headers("m1b_admin"),
+        json={"principal_id": viewer, "role": "merchant_admin", "merchant_id": world.ids["M1a"]},
+    )
     assert resp.status_code == 404
     # The merchant's own admin can, exactly once.
     body = {"principal_id": viewer, "role": "merchant_approver", "merchant_id": world.ids["M1a"]}
