@@ -105,10 +105,10 @@ def merchant_list(json: JsonOpt = False, database: DbOpt = None, limit: LimitOpt
 
 async def _list(
     database: str | None, kind: TenantKind, schema: type[PartnerOut] | type[MerchantOut], limit: int
-) -> list[PartnerOut] | list[MerchantOut]:
+) -> list[PartnerOut | MerchantOut]:
     async with operator_session(database) as (c, s, actor):
         rows, _ = await tenants.list_tenants(s, kind, limit=limit, cursor=None)
-        return [schema.model_validate(r) for r in rows]  # type: ignore[misc]
+        return [schema.model_validate(r) for r in rows]
 
 
 @user_app.command("create")
