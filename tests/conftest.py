@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import inspect, text
 
@@ -19,7 +20,9 @@ import crossdock.models  # noqa: F401
 from crossdock.bootstrap import Container, build_container
 from crossdock.core.db import Base, make_engine
 from crossdock.core.migrate import upgrade
+from crossdock.core.secrets import generate_key
 from crossdock.core.settings import Settings
+from tests.factories import World, make_world
 
 PG_ADMIN_URL = os.environ.get("CROSSDOCK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("CROSSDOCK_REQUIRE_POSTGRES") == "1"
@@ -107,6 +110,9 @@ async def wipe(container: Container) -> None:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "master.key").write_text(generate_key() + "\n")
     return Settings(
         database_url=database_url,
         home=tmp_path / "home",
@@ -123,3 +129,19 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
         yield container
     finally:
         await container.close()
+
+
+@pytest.fixture
+async def client(container: Container) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app over ASGI against the real (SQLite or PostgreSQL) database."""
+    from crossdock.web.app import create_app
+
+    app = create_app(container)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://crossdock.test") as c:
+        yield c
+
+
+@pytest.fixture
+async def world(container: Container) -> World:
+    """Two partners, three merchants and one token per interesting caller (see tests/factories.py)."""
+    return await make_world(container)

@@ -11,6 +11,7 @@ from rich.table import Table
 from crossdock import __version__
 from crossdock.bootstrap import Container, build_container
 from crossdock.cli.admin import merchant_app, partner_app, token_app, user_app
+from crossdock.cli.connections import connection_app, keys_app
 from crossdock.cli.output import STATE, console, run
 from crossdock.core.logging import configure_logging
 from crossdock.core.migrate import upgrade
@@ -28,6 +29,8 @@ app.add_typer(partner_app, name="partner")
 app.add_typer(merchant_app, name="merchant")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
+app.add_typer(connection_app, name="connection")
+app.add_typer(keys_app, name="keys")
 
 DbOpt = Annotated[str | None, typer.Option("--database", help="Database URL (default: CROSSDOCK_DATABASE_URL).")]
 
@@ -65,6 +68,24 @@ def db_upgrade(database: DbOpt = None, revision: str = "head") -> None:
 
     run(go())
     console.print(f"[green]database at {revision}[/] ({settings.resolved_database_url.split('://')[0]})")
+
+
+sandbox_app = typer.Typer(
+    help="The simulators of Shopify, Business Central, NetSuite and ShipStation.", no_args_is_help=True
+)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.command("up")
+def sandbox_up(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8711,
+) -> None:
+    """Serve every simulator under /shopify, /businesscentral, /netsuite and /shipstation."""
+    from crossdock.connectors.sandbox.server import MOUNTS, create_sandbox_app
+
+    console.print(f"[bold]Crossdock sandbox[/] on http://{host}:{port}: " + ", ".join(f"/{m}" for m in MOUNTS))
+    uvicorn.run(create_sandbox_app(), host=host, port=port, log_level="warning")
 
 
 @app.command()

@@ -1,0 +1,1 @@
+"""Connections: a merchant's configured accounts in external systems, with encrypted credentials."""
