@@ -32,8 +32,14 @@ async def _check(name: str, call: Callable[[], Awaitable[str]]) -> dict[str, Any
     try:
         return {"name": name, "ok": True, "detail": await call()}
     except ConnectorError as exc:
-        return {"name": name, "ok": False, "detail": f"{exc.message} ({_ADVICE.get(exc.kind, 'see details')})",
-                "kind": str(exc.kind), "category": str(exc.category), "status": exc.status}
+        return {
+            "name": name,
+            "ok": False,
+            "detail": f"{exc.message} ({_ADVICE.get(exc.kind, 'see details')})",
+            "kind": str(exc.kind),
+            "category": str(exc.category),
+            "status": exc.status,
+        }
     except (httpx.HTTPError, OSError, smtplib.SMTPException) as exc:
         return {"name": name, "ok": False, "detail": f"{type(exc).__name__}: {exc}"}
 
@@ -50,8 +56,12 @@ async def probe_shopify(config: BaseModel, secrets: BaseModel) -> ProbeResult:
 
     cfg: Any = config
     url = cfg.base_url or f"https://{cfg.shop_domain}"
-    async with ShopifyClient(url, secrets.access_token, api_version=cfg.api_version,  # type: ignore[attr-defined]
-                             retry=PROBE_RETRY) as shop:
+    async with ShopifyClient(
+        url,
+        secrets.access_token,
+        api_version=cfg.api_version,  # type: ignore[attr-defined]
+        retry=PROBE_RETRY,
+    ) as shop:
 
         async def shop_name() -> str:
             data = await shop.graphql("{ shop { name } }")
@@ -65,16 +75,28 @@ async def probe_businesscentral(config: BaseModel, secrets: BaseModel) -> ProbeR
 
     cfg: Any = config
     sec: Any = secrets
-    client = BusinessCentralClient(cfg.base_url, cfg.tenant, cfg.environment, cfg.company_id, sec.client_id,
-                                   sec.client_secret, token_url=cfg.token_url, retry=PROBE_RETRY)
+    client = BusinessCentralClient(
+        cfg.base_url,
+        cfg.tenant,
+        cfg.environment,
+        cfg.company_id,
+        sec.client_id,
+        sec.client_secret,
+        token_url=cfg.token_url,
+        retry=PROBE_RETRY,
+    )
     async with client:
 
         async def company() -> str:
             companies = await client.list_companies()
             ids = {c.get("id") for c in companies}
             if cfg.company_id not in ids:
-                raise ConnectorError(f"company {cfg.company_id} is not among the {len(ids)} companies visible",
-                                     kind=FailureKind.CONFIG, category=FailureCategory.NOT_FOUND, system="businesscentral")
+                raise ConnectorError(
+                    f"company {cfg.company_id} is not among the {len(ids)} companies visible",
+                    kind=FailureKind.CONFIG,
+                    category=FailureCategory.NOT_FOUND,
+                    system="businesscentral",
+                )
             return f"company {cfg.company_id} found ({len(ids)} visible)"
 
         return _result("Business Central", [await _check("token, then list companies", company)])
@@ -85,8 +107,15 @@ async def probe_netsuite(config: BaseModel, secrets: BaseModel) -> ProbeResult:
 
     cfg: Any = config
     sec: Any = secrets
-    client = NetSuiteClient(cfg.base_url, cfg.account_id, sec.consumer_key, sec.consumer_secret, sec.token_id,
-                            sec.token_secret, retry=PROBE_RETRY)
+    client = NetSuiteClient(
+        cfg.base_url,
+        cfg.account_id,
+        sec.consumer_key,
+        sec.consumer_secret,
+        sec.token_id,
+        sec.token_secret,
+        retry=PROBE_RETRY,
+    )
     async with client:
 
         async def query() -> str:
@@ -130,8 +159,13 @@ async def probe_http(config: BaseModel, secrets: BaseModel) -> ProbeResult:
         async with httpx.AsyncClient(timeout=cfg.timeout_s) as http:
             resp = await http.get(cfg.base_url, headers=headers, auth=auth)
         if resp.status_code in (401, 403):
-            raise ConnectorError(f"{cfg.base_url} answered {resp.status_code}", kind=FailureKind.AUTH,
-                                 category=FailureCategory.AUTH, system="http", status=resp.status_code)
+            raise ConnectorError(
+                f"{cfg.base_url} answered {resp.status_code}",
+                kind=FailureKind.AUTH,
+                category=FailureCategory.AUTH,
+                system="http",
+                status=resp.status_code,
+            )
         return f"{cfg.base_url} answered {resp.status_code}"
 
     return _result("HTTP", [await _check("reach the base URL", get)])

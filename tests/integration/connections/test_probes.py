@@ -22,31 +22,44 @@ def sandbox_server() -> Iterator[BackgroundServer]:
     sandbox = Sandbox()
     sandbox.businesscentral.add_client("crossdock-app", "bc-secret")
     sandbox.businesscentral.add_company("CRONUS USA", COMPANY)
-    sandbox.netsuite.add_account("1234567_SB1", consumer_key="ck", consumer_secret="cs", token_id="ti",
-                                 token_secret="ts")
+    sandbox.netsuite.add_account(
+        "1234567_SB1", consumer_key="ck", consumer_secret="cs", token_id="ti", token_secret="ts"
+    )
     with serve_in_thread(create_sandbox_app(sandbox)) as server:
         yield server
 
 
 def connections(url: str) -> dict[str, dict]:
     return {
-        "shopify": {"config": {"shop_domain": DEFAULT_SHOP, "base_url": f"{url}/shopify"},
-                    "secrets": {"access_token": DEFAULT_TOKEN, "webhook_secrets": ["w"]},
-                    "bad": {"access_token": "shpat_wrong", "webhook_secrets": ["w"]}},
-        "businesscentral": {"config": {"tenant": "t1", "environment": "sandbox", "company_id": COMPANY,
-                                       "base_url": f"{url}/businesscentral"},
-                            "secrets": {"client_id": "crossdock-app", "client_secret": "bc-secret"},
-                            "bad": {"client_id": "crossdock-app", "client_secret": "nope"}},
-        "netsuite": {"config": {"account_id": "1234567_SB1", "base_url": f"{url}/netsuite"},
-                     "secrets": {"consumer_key": "ck", "consumer_secret": "cs", "token_id": "ti",
-                                 "token_secret": "ts"},
-                     "bad": {"consumer_key": "ck", "consumer_secret": "cs", "token_id": "ti",
-                             "token_secret": "forged"}},
-        "shipstation": {"config": {"base_url": f"{url}/shipstation"},
-                        "secrets": {"api_key": DEFAULT_API_KEY, "api_secret": DEFAULT_API_SECRET,
-                                    "webhook_token": "0123456789abcdef"},
-                        "bad": {"api_key": DEFAULT_API_KEY, "api_secret": "wrong",
-                                "webhook_token": "0123456789abcdef"}},
+        "shopify": {
+            "config": {"shop_domain": DEFAULT_SHOP, "base_url": f"{url}/shopify"},
+            "secrets": {"access_token": DEFAULT_TOKEN, "webhook_secrets": ["w"]},
+            "bad": {"access_token": "shpat_wrong", "webhook_secrets": ["w"]},
+        },
+        "businesscentral": {
+            "config": {
+                "tenant": "t1",
+                "environment": "sandbox",
+                "company_id": COMPANY,
+                "base_url": f"{url}/businesscentral",
+            },
+            "secrets": {"client_id": "crossdock-app", "client_secret": "bc-secret"},
+            "bad": {"client_id": "crossdock-app", "client_secret": "nope"},
+        },
+        "netsuite": {
+            "config": {"account_id": "1234567_SB1", "base_url": f"{url}/netsuite"},
+            "secrets": {"consumer_key": "ck", "consumer_secret": "cs", "token_id": "ti", "token_secret": "ts"},
+            "bad": {"consumer_key": "ck", "consumer_secret": "cs", "token_id": "ti", "token_secret": "forged"},
+        },
+        "shipstation": {
+            "config": {"base_url": f"{url}/shipstation"},
+            "secrets": {
+                "api_key": DEFAULT_API_KEY,
+                "api_secret": DEFAULT_API_SECRET,
+                "webhook_token": "0123456789abcdef",
+            },
+            "bad": {"api_key": DEFAULT_API_KEY, "api_secret": "wrong", "webhook_token": "0123456789abcdef"},
+        },
     }
 
 
@@ -57,9 +70,17 @@ async def test_probe_passes_with_good_credentials_and_diagnoses_bad_ones(
     spec = connections(sandbox_server.url)[system]
     results = {}
     for label, secrets in (("good", spec["secrets"]), ("bad", spec["bad"])):
-        created = await client.post("/v1/connections", headers=world.headers("m1a_admin"), json={
-            "merchant_id": world.ids["M1a"], "system": system, "name": f"{system}-{label}",
-            "config": spec["config"], "secrets": secrets})
+        created = await client.post(
+            "/v1/connections",
+            headers=world.headers("m1a_admin"),
+            json={
+                "merchant_id": world.ids["M1a"],
+                "system": system,
+                "name": f"{system}-{label}",
+                "config": spec["config"],
+                "secrets": secrets,
+            },
+        )
         assert created.status_code == 201, created.text
         tested = await client.post(f"/v1/connections/{created.json()['id']}/test", headers=world.headers("m1a_admin"))
         assert tested.status_code == 200
