@@ -55,13 +55,9 @@ async def probe_shopify(config: BaseModel, secrets: BaseModel) -> ProbeResult:
     from crossdock.connectors.shopify.client import ShopifyClient
 
     cfg: Any = config
+    sec: Any = secrets
     url = cfg.base_url or f"https://{cfg.shop_domain}"
-    async with ShopifyClient(
-        url,
-        secrets.access_token,
-        api_version=cfg.api_version,  # type: ignore[attr-defined]
-        retry=PROBE_RETRY,
-    ) as shop:
+    async with ShopifyClient(url, sec.access_token, api_version=cfg.api_version, retry=PROBE_RETRY) as shop:
 
         async def shop_name() -> str:
             data = await shop.graphql("{ shop { name } }")
