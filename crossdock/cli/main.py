@@ -16,6 +16,7 @@ from crossdock.cli.output import STATE, console, run
 from crossdock.core.logging import configure_logging
 from crossdock.core.migrate import upgrade
 from crossdock.core.settings import Settings
+from crossdock.engine.cli import flows_app, runs_app, worker_command
 
 app = typer.Typer(
     name="crossdock",
@@ -31,6 +32,9 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(connection_app, name="connection")
 app.add_typer(keys_app, name="keys")
+app.add_typer(flows_app, name="flow")
+app.add_typer(runs_app, name="run")
+app.command("worker")(worker_command)
 
 DbOpt = Annotated[str | None, typer.Option("--database", help="Database URL (default: CROSSDOCK_DATABASE_URL).")]
 
@@ -101,10 +105,25 @@ def up(
     if host:
         settings.api.host = host
     configure_logging(settings.log_level, json=settings.log_json)
-    run(_serve(build_container(settings), demo=demo))
+    run(_serve(build_container(settings), demo=demo, embedded=True))
 
 
-async def _serve(container: Container, *, demo: bool) -> None:
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (0.0.0.0 behind a load balancer).")] = None,
+    port: Annotated[int, typer.Option(help="API port.")] = 8700,
+    database: DbOpt = None,
+) -> None:
+    """Run an API node only (distributed mode: run `crossdock worker` processes beside it)."""
+    settings = _settings(database)
+    settings.api.port = port
+    if host:
+        settings.api.host = host
+    configure_logging(settings.log_level, json=settings.log_json)
+    run(_serve(build_container(settings), demo=False, embedded=False))
+
+
+async def _serve(container: Container, *, demo: bool, embedded: bool) -> None:
     from crossdock.demo.seed import seed_demo
     from crossdock.web.app import create_app
 
@@ -121,7 +140,10 @@ async def _serve(container: Container, *, demo: bool) -> None:
             table.add_row(role, token)
         console.print(table)
         console.print(f'Try: curl -H "Authorization: Bearer {seeded.tokens["partner_admin"]}" {url}/v1/merchants')
-    app_ = create_app(container)
+    from crossdock.engine.runtime import start_embedded, stop_embedded
+
+    hooks = ([start_embedded], [stop_embedded]) if embedded else ([], [])
+    app_ = create_app(container, on_startup=hooks[0], on_shutdown=hooks[1])
     config = uvicorn.Config(
         app_, host=settings.api.host, port=settings.api.port, log_config=None, access_log=False, lifespan="on"
     )

@@ -10,6 +10,8 @@ from fastapi import APIRouter, FastAPI
 from crossdock import __version__
 from crossdock.bootstrap import Container
 from crossdock.connections.api import router as connections_router
+from crossdock.engine.api import hooks_router
+from crossdock.engine.api import router as engine_router
 from crossdock.governance.api import router as audit_router
 from crossdock.identity.api import router as identity_router
 from crossdock.tenants.api import router as tenants_router
@@ -17,7 +19,15 @@ from crossdock.web.errors import install_error_handlers
 from crossdock.web.health import router as health_router
 from crossdock.web.middleware import RequestContextMiddleware
 
-ROUTERS: list[APIRouter] = [health_router, tenants_router, identity_router, audit_router, connections_router]
+ROUTERS: list[APIRouter] = [
+    health_router,
+    tenants_router,
+    identity_router,
+    audit_router,
+    connections_router,
+    engine_router,
+    hooks_router,
+]
 
 Hook = Callable[[Container], Awaitable[None]]
 

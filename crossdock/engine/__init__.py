@@ -1,0 +1,1 @@
+"""The durable flow engine: versioned flows, triggers, journalled steps, leases, waits and fairness."""

@@ -1,0 +1,182 @@
+"""The one safe expression language of flows: JMESPath, compiled once per flow version.
+
+Why JMESPath (and not JSONata, Jinja or Python): it is a pure query language over JSON with no
+side effects, no loops that can run forever, no attribute access into Python objects and a formal
+spec with conformance tests in several languages (so the console can preview expressions in the
+browser with the same results). It cannot call `eval`, open files or reach the network. We add a
+few pure helper functions (`concat`, `lower`, `upper`, `round`, `coalesce`, `str`, and
+`add`/`subtract`/`multiply`/`divide`, since JMESPath has no arithmetic operators).
+
+Inside flow definitions a value is either a literal, an expression (a string starting with `=`,
+e.g. `"=input.order.id"`; write `"==..."` for a literal leading `=`), or a string with
+`{{ expression }}` placeholders (e.g. `"orders/{{ input.id }}.json"`). Dicts and lists are walked.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import jmespath
+import jmespath.exceptions
+import jmespath.functions
+
+
+class ExpressionError(ValueError):
+    """An expression that does not parse; `message` says where and why."""
+
+
+class _Functions(jmespath.functions.Functions):
+    @jmespath.functions.signature({"types": [], "variadic": True})
+    def _func_concat(self, *args: Any) -> str:
+        return "".join("" if a is None else str(a) for a in args)
+
+    @jmespath.functions.signature({"types": ["string"]})
+    def _func_lower(self, s: str) -> str:
+        return s.lower()
+
+    @jmespath.functions.signature({"types": ["string"]})
+    def _func_upper(self, s: str) -> str:
+        return s.upper()
+
+    @jmespath.functions.signature({"types": ["number"]}, {"types": ["number"]})
+    def _func_round(self, n: float, digits: int) -> float:
+        return round(n, int(digits))
+
+    @jmespath.functions.signature({"types": [], "variadic": True})
+    def _func_coalesce(self, *args: Any) -> Any:
+        return next((a for a in args if a is not None), None)
+
+    @jmespath.functions.signature({"types": ["number"]}, {"types": ["number"]})
+    def _func_add(self, a: float, b: float) -> float:
+        return a + b
+
+    @jmespath.functions.signature({"types": ["number"]}, {"types": ["number"]})
+    def _func_subtract(self, a: float, b: float) -> float:
+        return a - b
+
+    @jmespath.functions.signature({"types": ["number"]}, {"types": ["number"]})
+    def _func_multiply(self, a: float, b: float) -> float:
+        return a * b
+
+    @jmespath.functions.signature({"types": ["number"]}, {"types": ["number"]})
+    def _func_divide(self, a: float, b: float) -> float | None:
+        return None if b == 0 else a / b
+
+    @jmespath.functions.signature({"types": []})
+    def _func_str(self, value: Any) -> str:
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return str(int(value))
+        return "" if value is None else str(value)
+
+
+_FUNCTIONS = _Functions()
+_OPTIONS = jmespath.Options(custom_functions=_FUNCTIONS)
+_FUNCTION_NAMES = frozenset(_FUNCTIONS.FUNCTION_TABLE)
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.S)
+
+Evaluator = Callable[[Any], Any]
+
+
+def compile_expression(source: str) -> Evaluator:
+    """Compile one JMESPath expression; raises ExpressionError naming the position."""
+    try:
+        parsed = jmespath.compile(source.strip())
+    except jmespath.exceptions.JMESPathError as exc:
+        pos = getattr(exc, "lex_position", None)
+        where = f" at character {pos}" if isinstance(pos, int) else ""
+        token = getattr(exc, "token_value", None)
+        near = f" near {token!r}" if token else ""
+        raise ExpressionError(f"bad expression {source!r}{where}{near}: {getattr(exc, 'msg', exc)}") from exc
+    unknown = sorted(_unknown_functions(parsed.parsed))
+    if unknown:
+        raise ExpressionError(f"bad expression {source!r}: unknown function(s) {', '.join(unknown)}")
+
+    def evaluate(data: Any) -> Any:
+        return parsed.search(data, options=_OPTIONS)
+
+    return evaluate
+
+
+def _unknown_functions(node: Any) -> set[str]:
+    if not isinstance(node, dict):
+        return set()
+    found = set()
+    if node.get("type") == "function_expression" and node.get("value") not in _FUNCTION_NAMES:
+        found.add(str(node.get("value")))
+    for child in node.get("children", []):
+        found |= _unknown_functions(child)
+    return found
+
+
+def _constant(value: Any) -> Evaluator:
+    return lambda _data: value
+
+
+def compile_value(value: Any) -> Evaluator:
+    """Compile a value template (literal, `=expr`, `{{ expr }}` string, or dict/list of those)."""
+    evaluator, _dynamic = _compile(value)
+    return evaluator
+
+
+def is_dynamic(value: Any) -> bool:
+    return _compile(value)[1]
+
+
+def _compile(value: Any) -> tuple[Evaluator, bool]:
+    if isinstance(value, str):
+        if value.startswith("=="):
+            return _constant(value[1:]), False
+        if value.startswith("="):
+            return compile_expression(value[1:]), True
+        if "{{" in value:
+            return _compile_template(value), True
+        return _constant(value), False
+    if isinstance(value, dict):
+        parts = {k: _compile(v) for k, v in value.items()}
+        if not any(d for _e, d in parts.values()):
+            return _constant(value), False
+        items = [(k, e) for k, (e, _d) in parts.items()]
+        return (lambda data: {k: e(data) for k, e in items}), True
+    if isinstance(value, list):
+        compiled = [_compile(v) for v in value]
+        if not any(d for _e, d in compiled):
+            return _constant(value), False
+        evals = [e for e, _d in compiled]
+        return (lambda data: [e(data) for e in evals]), True
+    return _constant(value), False
+
+
+def _compile_template(text: str) -> Evaluator:
+    pieces: list[str | Evaluator] = []
+    pos = 0
+    for match in _PLACEHOLDER.finditer(text):
+        if match.start() > pos:
+            pieces.append(text[pos : match.start()])
+        pieces.append(compile_expression(match.group(1)))
+        pos = match.end()
+    if pos < len(text):
+        pieces.append(text[pos:])
+
+    def render(data: Any) -> str:
+        out = []
+        for piece in pieces:
+            if isinstance(piece, str):
+                out.append(piece)
+            else:
+                v = piece(data)
+                if isinstance(v, float) and v.is_integer():
+                    v = int(v)
+                out.append("" if v is None else str(v))
+        return "".join(out)
+
+    return render
+
+
+def truthy(value: Any) -> bool:
+    """JMESPath truthiness: false, null, empty string/list/object are false."""
+    if value is None or value is False:
+        return False
+    return not (isinstance(value, (str, list, dict)) and len(value) == 0)

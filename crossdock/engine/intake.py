@@ -1,0 +1,271 @@
+"""Webhook and event intake with group commit.
+
+A webhook is acknowledged only after its event and run are committed. Concurrent requests are
+batched: the requests that arrive while one transaction is in flight are written together by the
+next one (a multi-row INSERT of runs with `ON CONFLICT (dedup_key) DO NOTHING ... RETURNING`, then
+one of events), and each request awaits its batch's commit. A duplicate delivery (same dedup key)
+creates nothing and returns the run of the first delivery.
+
+Verification is pluggable: `engine.register_webhook_verifier(kind, fn)` with
+`fn(raw_body, headers, endpoint) -> VerifiedEvent`. The built-in `generic` verifier checks an
+optional HMAC-SHA256 signature and takes the dedup key from `Idempotency-Key`/`X-Event-Id` (else a
+hash of the body). Connector routes (e.g. Shopify) verify their own way and call `store_event`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import inspect
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from crossdock.core.clock import utcnow
+from crossdock.core.db import Database
+from crossdock.core.errors import CrossdockError, ErrorCode, NotFound
+from crossdock.core.ids import new_id
+from crossdock.engine.journal import EVENTS, RUNS
+from crossdock.engine.models import Trigger
+
+if TYPE_CHECKING:
+    from crossdock.engine.core import Engine, VerifiedEvent
+
+_KEEP_HEADERS = ("content-type", "user-agent", "x-event-id", "idempotency-key", "x-request-id")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A webhook trigger of a published flow, as intake needs it."""
+
+    id: str
+    flow_id: str
+    version_id: str
+    partner_id: str | None
+    merchant_id: str | None
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    run_id: str
+    event_id: str | None
+    duplicate: bool
+
+
+async def generic_verifier(raw_body: bytes, headers: Mapping[str, str], endpoint: dict[str, Any]) -> VerifiedEvent:
+    from crossdock.engine.core import VerifiedEvent
+
+    secret = endpoint.get("secret")
+    if secret:
+        given = headers.get("x-crossdock-signature", "")
+        expected = "sha256=" + hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(given, expected):
+            raise CrossdockError(
+                "The webhook signature is missing or wrong: sign the raw body with HMAC-SHA256 and send "
+                "`X-Crossdock-Signature: sha256=<hex>`.",
+                code=ErrorCode.INVALID_SIGNATURE,
+            )
+    try:
+        payload = orjson.loads(raw_body) if raw_body.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise CrossdockError(f"The webhook body is not valid JSON: {exc}.", code=ErrorCode.MALFORMED_JSON) from exc
+    key = headers.get("idempotency-key") or headers.get("x-event-id") or hashlib.sha256(raw_body).hexdigest()
+    kept = {k: headers[k] for k in _KEEP_HEADERS if k in headers}
+    return VerifiedEvent(dedup_key=key, payload=payload, headers=kept)
+
+
+@dataclass
+class _Item:
+    endpoint: Endpoint
+    event: VerifiedEvent
+    future: asyncio.Future[IntakeResult]
+
+
+class IntakeBatcher:
+    """Group commit of incoming events: one transaction per batch, each caller awaits its commit."""
+
+    def __init__(self, db: Database, *, max_batch: int = 500) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._queue: list[_Item] = []
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0
+
+    async def submit(self, endpoint: Endpoint, event: VerifiedEvent) -> IntakeResult:
+        if self._task is None or self._task.done():
+            self._wakeup = asyncio.Event()
+            self._task = asyncio.create_task(self._loop(), name="crossdock-intake")
+        assert self._wakeup is not None
+        item = _Item(endpoint, event, asyncio.get_running_loop().create_future())
+        self._queue.append(item)
+        self._wakeup.set()
+        return await item.future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await asyncio.sleep(0)
+            while self._queue:
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                try:
+                    results = await self._store(batch)
+                except Exception as exc:
+                    for item in batch:
+                        if not item.future.done():
+                            item.future.set_exception(exc)
+                    continue
+                for item, result in zip(batch, results, strict=True):
+                    if not item.future.done():
+                        item.future.set_result(result)
+
+    async def _store(self, batch: list[_Item]) -> list[IntakeResult]:
+        from crossdock.engine.service import new_run_row
+
+        now = utcnow()
+        first: dict[str, dict[str, Any]] = {}
+        keys = []
+        for item in batch:
+            dedup = f"hook:{item.endpoint.id}:{item.event.dedup_key}"
+            keys.append(dedup)
+            if dedup in first:
+                continue
+            event_id = new_id("evt")
+            ep = item.endpoint
+            run = new_run_row(
+                ep.flow_id,
+                ep.version_id,
+                ep.partner_id,
+                ep.merchant_id,
+                item.event.payload,
+                {"kind": "webhook", "endpoint_id": ep.id, "event_id": event_id},
+                dedup,
+            )
+            event = {
+                "id": event_id,
+                "trigger_id": ep.id,
+                "dedup_key": dedup,
+                "run_id": run["id"],
+                "payload": item.event.payload,
+                "headers": item.event.headers,
+                "received_at": now,
+                "partner_id": ep.partner_id,
+                "merchant_id": ep.merchant_id,
+            }
+            first[dedup] = {"run": run, "event": event}
+        ins = pg_insert(RUNS) if self.db.dialect == "postgresql" else sqlite_insert(RUNS)
+        async with self.db.engine.begin() as conn:
+            created = (
+                await conn.execute(
+                    ins.values([v["run"] for v in first.values()])
+                    .on_conflict_do_nothing(index_elements=["dedup_key"])
+                    .returning(RUNS.c.dedup_key)
+                )
+            ).scalars()
+            new_keys = set(created)
+            events = [first[k]["event"] for k in first if k in new_keys]
+            if events:
+                await conn.execute(EVENTS.insert(), events)
+            old_keys = [k for k in first if k not in new_keys]
+            existing: dict[str, tuple[str, str | None]] = {}
+            if old_keys:
+                rows = await conn.execute(
+                    select(RUNS.c.dedup_key, RUNS.c.id, RUNS.c.trigger).where(RUNS.c.dedup_key.in_(old_keys))
+                )
+                existing = {r[0]: (r[1], (r[2] or {}).get("event_id")) for r in rows}
+        self.commits += 1
+        out = []
+        seen: set[str] = set()
+        for key in keys:
+            if key in new_keys:
+                dup = key in seen
+                seen.add(key)
+                out.append(IntakeResult(first[key]["run"]["id"], first[key]["event"]["id"], dup))
+            else:
+                old_run, old_event = existing[key]
+                out.append(IntakeResult(old_run, old_event, True))
+        return out
+
+
+class EndpointCache:
+    """Webhook endpoints by id, cached for a few seconds (publishing re-points them)."""
+
+    def __init__(self, db: Database, ttl: float = 5.0) -> None:
+        self.db = db
+        self.ttl = ttl
+        self._items: dict[str, tuple[float, Endpoint | None]] = {}
+
+    async def get(self, endpoint_id: str) -> Endpoint:
+        hit = self._items.get(endpoint_id)
+        if hit is not None and hit[0] > time.monotonic():
+            endpoint = hit[1]
+        else:
+            async with self.db.engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(Trigger).where(
+                            Trigger.id == endpoint_id, Trigger.kind == "webhook", Trigger.enabled.is_(True)
+                        )
+                    )
+                ).first()
+            endpoint = (
+                None
+                if row is None
+                else Endpoint(row.id, row.flow_id, row.version_id, row.partner_id, row.merchant_id, row.config or {})
+            )
+            self._items[endpoint_id] = (time.monotonic() + self.ttl, endpoint)
+        if endpoint is None:
+            raise NotFound("webhook endpoint", endpoint_id)
+        return endpoint
+
+
+async def store_event(engine: Engine, endpoint: Endpoint, event: VerifiedEvent) -> IntakeResult:
+    """Durably store an already-verified event and its run (group commit). Reusable by connector routes."""
+    return await engine.intake.submit(endpoint, event)
+
+
+async def receive_webhook(
+    engine: Engine, endpoint_id: str, raw_body: bytes, headers: Mapping[str, str]
+) -> IntakeResult:
+    """Verify a delivery with its endpoint's verifier, then store it; raises 401/404 errors."""
+    endpoint = await engine.endpoints.get(endpoint_id)
+    kind = str(endpoint.config.get("verifier") or "generic")
+    verifier = engine.verifiers.get(kind)
+    if verifier is None:
+        raise CrossdockError(f"No webhook verifier {kind!r} is installed.", code=ErrorCode.CONFIGURATION)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    verified = verifier(raw_body, lowered, endpoint.config)
+    if inspect.isawaitable(verified):
+        verified = await verified
+    return await store_event(engine, endpoint, verified)
+
+
+async def find_endpoints(engine: Engine, *, verifier: str, connection_id: str | None = None) -> list[Endpoint]:
+    """Enabled webhook endpoints using `verifier` (and bound to `connection_id`), for connector routes."""
+    async with engine.db.engine.connect() as conn:
+        rows = (await conn.execute(select(Trigger).where(Trigger.kind == "webhook", Trigger.enabled.is_(True)))).all()
+    out = []
+    for row in rows:
+        config = row.config or {}
+        if config.get("verifier") != verifier:
+            continue
+        if connection_id is not None and config.get("connection_id") != connection_id:
+            continue
+        out.append(Endpoint(row.id, row.flow_id, row.version_id, row.partner_id, row.merchant_id, config))
+    return out

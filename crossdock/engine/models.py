@@ -1,0 +1,230 @@
+"""Engine tables: flows and immutable versions, triggers, events, runs, the step journal, waits,
+the effect ledger, per-merchant fairness state and per-account rate budgets.
+
+Everything that belongs to a merchant is `TenantOwned`. The worker's hot path reads and writes
+these tables with Core statements (see `journal.py`, `worker.py`), always fenced by `lease_epoch`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crossdock.core.clock import utcnow
+from crossdock.core.db import Base, JSONType, UTCDateTime
+from crossdock.core.tenancy import TenantOwned
+
+
+class VersionStatus(StrEnum):
+    DRAFT = "draft"
+    PUBLISHED = "published"
+    RETIRED = "retired"
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING = "waiting"
+    SUCCEEDED = "succeeded"
+    NEEDS_ATTENTION = "needs_attention"
+    CANCELLED = "cancelled"
+
+
+FINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.NEEDS_ATTENTION, RunStatus.CANCELLED})
+
+
+class WaitStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+class Flow(TenantOwned, Base):
+    __tablename__ = "engine_flows"
+    __table_args__ = (UniqueConstraint("merchant_id", "key", name="uq_engine_flows_merchant_key"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(80))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    published_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class FlowVersion(TenantOwned, Base):
+    """An immutable definition. Runs pin the version they started on."""
+
+    __tablename__ = "engine_flow_versions"
+    __table_args__ = (UniqueConstraint("flow_id", "number", name="uq_engine_flow_versions_flow_number"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(40), ForeignKey("engine_flows.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=VersionStatus.DRAFT)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    checksum: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Trigger(TenantOwned, Base):
+    """A trigger of a flow; its id is the webhook endpoint id. Stable across versions (by name)."""
+
+    __tablename__ = "engine_triggers"
+    __table_args__ = (
+        UniqueConstraint("flow_id", "name", name="uq_engine_triggers_flow_name"),
+        Index("ix_engine_triggers_due", "kind", "enabled", "next_fire_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(40), ForeignKey("engine_flows.id"), index=True)
+    version_id: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    event_name: Mapped[str | None] = mapped_column(String(120), index=True)
+    next_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cursor: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    cursor_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Event(TenantOwned, Base):
+    """A received webhook or emitted event, stored in the same transaction as the run it starts."""
+
+    __tablename__ = "engine_events"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    trigger_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    dedup_key: Mapped[str] = mapped_column(String(300))
+    run_id: Mapped[str] = mapped_column(String(40), index=True)
+    payload: Mapped[Any] = mapped_column(JSONType)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Run(TenantOwned, Base):
+    __tablename__ = "engine_runs"
+    __table_args__ = (
+        Index("ix_engine_runs_claim", "status", "available_at"),
+        Index("ix_engine_runs_wake", "status", "wake_at"),
+        Index("ix_engine_runs_lease", "status", "lease_expires_at"),
+        Index("ix_engine_runs_merchant_status", "merchant_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(40), index=True)
+    version_id: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.QUEUED)
+    trigger: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    input: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    output: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    dedup_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    parent_run_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    parent_step_path: Mapped[str | None] = mapped_column(String(300))
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    wake_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(80))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    claims: Mapped[int] = mapped_column(Integer, default=0)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    replays: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JournalEntry(TenantOwned, Base):
+    """One attempt of one step: (run, step path, attempt) is unique; superseded rows stay for history."""
+
+    __tablename__ = "engine_journal"
+    __table_args__ = (
+        UniqueConstraint("run_id", "step_path", "attempt", name="uq_engine_journal_run_step_attempt"),
+        Index("ix_engine_journal_run_seq", "run_id", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(40))
+    step_path: Mapped[str] = mapped_column(String(300))
+    step_type: Mapped[str] = mapped_column(String(40))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # succeeded | failed
+    output: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    lease_epoch: Mapped[int] = mapped_column(BigInteger)
+    superseded: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Effect(TenantOwned, Base):
+    """The effect ledger: an external effect keyed by its idempotency key happened (once)."""
+
+    __tablename__ = "engine_effects"
+
+    idempotency_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(40), index=True)
+    step_path: Mapped[str] = mapped_column(String(300))
+    action: Mapped[str] = mapped_column(String(120))
+    result: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Wait(TenantOwned, Base):
+    """A durable wait (timer, event, approval, sub-flow): holds no task or connection."""
+
+    __tablename__ = "engine_waits"
+    __table_args__ = (
+        UniqueConstraint("run_id", "step_path", "generation", name="uq_engine_waits_run_step_gen"),
+        Index("ix_engine_waits_key", "merchant_id", "wait_key", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(40), index=True)
+    step_path: Mapped[str] = mapped_column(String(300))
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[str] = mapped_column(String(20))  # timer | event | approval | subflow
+    wait_key: Mapped[str | None] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(16), default=WaitStatus.OPEN)
+    prompt: Mapped[str | None] = mapped_column(Text)
+    approvers: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolution: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    resolve_key: Mapped[str | None] = mapped_column(String(200))
+    resolved_by: Mapped[str | None] = mapped_column(String(40))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MerchantQueue(Base):
+    """Per-merchant fairness state shared by all workers: when it was last served, its cap."""
+
+    __tablename__ = "engine_merchant_queues"
+
+    merchant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_served_at: Mapped[float] = mapped_column(Float, default=0.0)
+    max_in_flight: Mapped[int | None] = mapped_column(Integer)
+
+
+class RateBucket(Base):
+    """A token bucket per connected account: `rate` tokens/s, at most `burst` saved up."""
+
+    __tablename__ = "engine_rate_buckets"
+
+    account: Mapped[str] = mapped_column(String(120), primary_key=True)
+    rate: Mapped[float] = mapped_column(Float)
+    burst: Mapped[float] = mapped_column(Float)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)

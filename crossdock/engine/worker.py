@@ -1,0 +1,325 @@
+"""The asyncio worker: claims batches of runs fairly, executes them concurrently, keeps leases.
+
+Claiming is one statement per round trip: `UPDATE ... RETURNING` over the runs picked by a
+window query that ranks each merchant's queued runs and takes them round-robin (first run of every
+merchant, least recently served first, then the second, ...), skipping merchants already at their
+in-flight cap (counted from `running` rows, so the cap holds across all workers). On PostgreSQL
+the claim takes a transaction-scoped advisory lock (claims are short; this makes the caps exact)
+and locks rows with `FOR UPDATE SKIP LOCKED`; on SQLite `BEGIN IMMEDIATE` serializes claims.
+
+Every claim bumps `lease_epoch`, the fencing token each later write of the run is checked against.
+A heartbeat renews the leases of the runs in hand; the reaper re-queues runs whose lease expired.
+Backpressure: a worker never holds more than `concurrency` runs, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, Integer, String, bindparam, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from crossdock.core.clock import utcnow
+from crossdock.core.db import JSONType, UTCDateTime
+from crossdock.core.ids import new_ulid
+from crossdock.engine.core import Engine
+from crossdock.engine.journal import JOURNAL, RUNS, WAITS, CommitBatcher, LeaseLost
+from crossdock.engine.models import FINAL_STATUSES, MerchantQueue, RunStatus
+from crossdock.engine.steps import ClaimedRun, History, RunExecution
+
+log = logging.getLogger("crossdock.engine.worker")
+
+_CLAIM = """
+WITH running AS (
+    SELECT merchant_id, count(*) AS n FROM engine_runs WHERE status = 'running' GROUP BY merchant_id
+), ranked AS (
+    SELECT r.id, r.merchant_id,
+           row_number() OVER (PARTITION BY r.merchant_id ORDER BY r.available_at, r.id) AS rn
+    FROM engine_runs r
+    WHERE r.status = 'queued' AND r.available_at <= :now
+), eligible AS (
+    SELECT ranked.id FROM ranked
+    LEFT JOIN running ON running.merchant_id = ranked.merchant_id
+    LEFT JOIN engine_merchant_queues q ON q.merchant_id = ranked.merchant_id
+    WHERE ranked.rn <= COALESCE(q.max_in_flight, :cap) - COALESCE(running.n, 0)
+    ORDER BY ranked.rn, COALESCE(q.last_served_at, 0), ranked.id
+    LIMIT :limit
+)
+UPDATE engine_runs SET
+    status = 'running', lease_owner = :owner, lease_expires_at = :exp, lease_epoch = lease_epoch + 1,
+    claims = claims + 1, started_at = COALESCE(started_at, :now), updated_at = :now, wake_at = NULL
+WHERE id IN ({locked})
+RETURNING id, flow_id, version_id, partner_id, merchant_id, input, trigger, lease_epoch, claims, generation,
+          parent_run_id, parent_step_path
+"""
+_LOCKED_PG = (
+    "SELECT id FROM engine_runs WHERE id IN (SELECT id FROM eligible) AND status = 'queued' FOR UPDATE SKIP LOCKED"
+)
+_LOCKED_SQLITE = "SELECT id FROM eligible"
+_CLAIM_LOCK_KEY = 0x63726F7373  # "cross"
+
+_DT = UTCDateTime()
+
+
+def _claim_statement(dialect: str) -> Any:
+    sql = _CLAIM.format(locked=_LOCKED_PG if dialect == "postgresql" else _LOCKED_SQLITE)
+    return (
+        text(sql)
+        .bindparams(bindparam("now", type_=_DT), bindparam("exp", type_=_DT))
+        .columns(
+            id=String,
+            flow_id=String,
+            version_id=String,
+            partner_id=String,
+            merchant_id=String,
+            input=JSONType,
+            trigger=JSONType,
+            lease_epoch=BigInteger,
+            claims=Integer,
+            generation=Integer,
+            parent_run_id=String,
+            parent_step_path=String,
+        )
+    )
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{new_ulid()[-8:]}"
+
+
+class Worker:
+    """One worker loop. Run several per process or several processes per machine; no leader."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        owner: str | None = None,
+        concurrency: int | None = None,
+        claim_batch: int | None = None,
+        lease_seconds: float | None = None,
+        heartbeat_seconds: float | None = None,
+        poll_seconds: float | None = None,
+        merchant_concurrency: int | None = None,
+    ) -> None:
+        ws = engine.settings.worker
+        self.engine = engine
+        self.db = engine.db
+        self.owner = owner or default_owner()
+        self.concurrency = concurrency or ws.concurrency
+        self.claim_batch = claim_batch or ws.claim_batch
+        self.lease_seconds = lease_seconds or ws.lease_seconds
+        self.heartbeat_seconds = heartbeat_seconds or ws.heartbeat_seconds
+        self.poll_seconds = poll_seconds or ws.poll_seconds
+        self.merchant_concurrency = merchant_concurrency or ws.merchant_concurrency
+        self.batcher = CommitBatcher(self.db, lease_seconds=self.lease_seconds)
+        self.active: set[asyncio.Task[None]] = set()
+        self._claim_stmt = _claim_statement(self.db.dialect)
+        self.claimed = 0
+        self.finished = 0
+
+    # -- claiming -------------------------------------------------------------------------------
+
+    async def claim(self, limit: int) -> list[ClaimedRun]:
+        now = utcnow()
+        params = {
+            "now": now,
+            "exp": now + timedelta(seconds=self.lease_seconds),
+            "owner": self.owner,
+            "cap": self.merchant_concurrency,
+            "limit": limit,
+        }
+        async with self.db.engine.begin() as conn:
+            if self.db.dialect == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
+            rows = (await conn.execute(self._claim_stmt, params)).all()
+            merchants = {r.merchant_id for r in rows if r.merchant_id}
+            if merchants:
+                served = now.timestamp()
+                ins = pg_insert(MerchantQueue) if self.db.dialect == "postgresql" else sqlite_insert(MerchantQueue)
+                await conn.execute(
+                    ins.values(
+                        [{"merchant_id": m, "last_served_at": served} for m in sorted(merchants)]
+                    ).on_conflict_do_update(index_elements=["merchant_id"], set_={"last_served_at": served})
+                )
+        runs = [
+            ClaimedRun(
+                r.id,
+                r.flow_id,
+                r.version_id,
+                r.partner_id,
+                r.merchant_id,
+                r.input,
+                r.trigger or {},
+                r.lease_epoch,
+                r.claims,
+                r.generation,
+                r.parent_run_id,
+                r.parent_step_path,
+            )
+            for r in rows
+        ]
+        self.claimed += len(runs)
+        return runs
+
+    async def histories(self, runs: list[ClaimedRun]) -> dict[str, History]:
+        """Journal and waits of resumed runs, in two queries for the whole batch."""
+        out = {r.id: History() for r in runs}
+        resumed = {r.id: r for r in runs if r.claims > 1 or r.generation > 0}
+        if not resumed:
+            return out
+        ids = sorted(resumed)
+        async with self.db.engine.connect() as conn:
+            jrows = (
+                await conn.execute(
+                    select(
+                        JOURNAL.c.run_id,
+                        JOURNAL.c.step_path,
+                        JOURNAL.c.attempt,
+                        JOURNAL.c.status,
+                        JOURNAL.c.output,
+                        JOURNAL.c.superseded,
+                    )
+                    .where(JOURNAL.c.run_id.in_(ids))
+                    .order_by(JOURNAL.c.seq)
+                )
+            ).all()
+            wrows = (await conn.execute(select(WAITS).where(WAITS.c.run_id.in_(ids)))).mappings().all()
+        for rid in ids:
+            out[rid].fresh = False
+        for j in jrows:
+            h = out[j.run_id]
+            h.attempts[j.step_path] = max(h.attempts.get(j.step_path, 0), j.attempt)
+            if j.superseded:
+                continue
+            if j.status == "succeeded":
+                h.done[j.step_path] = j.output
+            elif j.status == "failed":
+                h.failures[j.step_path] = h.failures.get(j.step_path, 0) + 1
+        for w in wrows:
+            if w["generation"] == resumed[w["run_id"]].generation:
+                out[w["run_id"]].waits[w["step_path"]] = dict(w)
+        return out
+
+    # -- execution ------------------------------------------------------------------------------
+
+    async def execute(self, run: ClaimedRun, history: History) -> None:
+        try:
+            flow = await self.engine.compiled(run.version_id)
+            status = await RunExecution(self.engine, self.batcher, run, flow, history).execute()
+            if status in FINAL_STATUSES:
+                self.engine.metrics.runs_finished.labels(status=status).inc()
+                self.finished += 1
+        except LeaseLost as exc:
+            log.info("abandoning run: %s", exc)
+        except Exception as exc:
+            log.exception("engine error executing run %s", run.id)
+            await self._park_broken(run, exc)
+
+    async def _park_broken(self, run: ClaimedRun, exc: Exception) -> None:
+        """An engine bug (not a step failure) must not drop the run: park it as needs_attention."""
+        error = {"type": type(exc).__name__, "message": str(exc), "kind": "engine"}
+        try:
+            async with self.db.engine.begin() as conn:
+                await conn.execute(
+                    update(RUNS)
+                    .where(RUNS.c.id == run.id, RUNS.c.lease_epoch == run.lease_epoch)
+                    .values(
+                        status=RunStatus.NEEDS_ATTENTION,
+                        error=error,
+                        finished_at=utcnow(),
+                        lease_owner=None,
+                        lease_expires_at=None,
+                    )
+                )
+        except Exception:
+            log.exception("could not park run %s; the reaper will re-queue it", run.id)
+
+    async def run_once(self) -> int:
+        """Claim what fits and start executing it; returns the number of runs claimed."""
+        free = self.concurrency - len(self.active)
+        if free <= 0:
+            return 0
+        runs = await self.claim(min(free, self.claim_batch))
+        if not runs:
+            return 0
+        histories = await self.histories(runs)
+        for run in runs:
+            task = asyncio.create_task(self.execute(run, histories[run.id]))
+            self.active.add(task)
+            task.add_done_callback(self.active.discard)
+        return len(runs)
+
+    async def run(self, stop: asyncio.Event, *, drain_seconds: float = 10.0) -> None:
+        """Work until `stop` is set, then drain in-flight runs and release the rest."""
+        self.batcher.start()
+        _ = self.engine.http  # build the pooled client (and its TLS context) now, not inside a timed step
+        heartbeat = asyncio.create_task(self._heartbeat(stop), name="crossdock-heartbeat")
+        try:
+            while not stop.is_set():
+                try:
+                    claimed = await self.run_once()
+                except Exception:
+                    log.exception("claim failed; retrying")
+                    claimed = 0
+                if claimed and len(self.active) < self.concurrency // 2:
+                    continue
+                waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+                if self.active and len(self.active) >= self.concurrency // 2:
+                    waiters.append(asyncio.ensure_future(asyncio.wait(set(self.active), return_when="FIRST_COMPLETED")))
+                _done, pending = await asyncio.wait(waiters, timeout=self.poll_seconds, return_when="FIRST_COMPLETED")
+                for p in pending:
+                    p.cancel()
+        finally:
+            if self.active:
+                _finished, still = await asyncio.wait(set(self.active), timeout=drain_seconds)
+                for t in still:
+                    t.cancel()
+                await asyncio.gather(*still, return_exceptions=True)
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            await self.batcher.stop()
+            await self.release()
+
+    async def release(self) -> int:
+        """Hand back every run this worker still holds (graceful shutdown)."""
+        async with self.db.engine.begin() as conn:
+            result = await conn.execute(
+                update(RUNS)
+                .where(RUNS.c.lease_owner == self.owner, RUNS.c.status == RunStatus.RUNNING)
+                .values(
+                    status=RunStatus.QUEUED,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    lease_epoch=RUNS.c.lease_epoch + 1,
+                    available_at=utcnow(),
+                )
+            )
+        return int(result.rowcount or 0)
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                async with self.db.engine.begin() as conn:
+                    await conn.execute(
+                        update(RUNS)
+                        .where(RUNS.c.lease_owner == self.owner, RUNS.c.status == RunStatus.RUNNING)
+                        .values(lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds))
+                    )
+            except Exception:
+                log.exception("heartbeat failed")
+
+
+def queue_depths(rows: list[tuple[str | None, int]]) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for merchant, n in rows:
+        out[merchant or "-"] += n
+    return dict(out)
