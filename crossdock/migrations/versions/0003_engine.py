@@ -27,7 +27,9 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(length=40), nullable=False),
         sa.Column("step_path", sa.String(length=300), nullable=False),
         sa.Column("action", sa.String(length=120), nullable=False),
-        sa.Column("result", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True),
+        sa.Column(
+            "result", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True
+        ),
         sa.Column("created_at", crossdock.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("partner_id", sa.String(length=40), nullable=True),
         sa.Column("merchant_id", sa.String(length=40), nullable=True),
@@ -87,8 +89,12 @@ def upgrade() -> None:
         sa.Column("step_type", sa.String(length=40), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("output", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True),
-        sa.Column("error", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True),
+        sa.Column(
+            "output", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True
+        ),
+        sa.Column(
+            "error", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True
+        ),
         sa.Column("started_at", crossdock.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("finished_at", crossdock.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("duration_ms", sa.Float(), nullable=False),
@@ -129,9 +135,15 @@ def upgrade() -> None:
         sa.Column(
             "trigger", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
         ),
-        sa.Column("input", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True),
-        sa.Column("output", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True),
-        sa.Column("error", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True),
+        sa.Column(
+            "input", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True
+        ),
+        sa.Column(
+            "output", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True
+        ),
+        sa.Column(
+            "error", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True
+        ),
         sa.Column("dedup_key", sa.String(length=300), nullable=True),
         sa.Column("parent_run_id", sa.String(length=40), nullable=True),
         sa.Column("parent_step_path", sa.String(length=300), nullable=True),
@@ -230,11 +242,15 @@ def upgrade() -> None:
         sa.Column("version_id", sa.String(length=40), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("config", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False),
+        sa.Column(
+            "config", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
+        ),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("event_name", sa.String(length=120), nullable=True),
         sa.Column("next_fire_at", crossdock.core.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("cursor", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True),
+        sa.Column(
+            "cursor", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True
+        ),
         sa.Column("cursor_version", sa.Integer(), nullable=False),
         sa.Column("created_at", crossdock.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("partner_id", sa.String(length=40), nullable=True),
