@@ -125,7 +125,7 @@ def api(
 
 async def _serve(container: Container, *, demo: bool, embedded: bool) -> None:
     from crossdock.demo.seed import seed_demo
-    from crossdock.web.app import create_app
+    from crossdock.web.app import Hook, create_app
 
     settings = container.settings
     await upgrade(container.db.engine)
@@ -142,8 +142,9 @@ async def _serve(container: Container, *, demo: bool, embedded: bool) -> None:
         console.print(f'Try: curl -H "Authorization: Bearer {seeded.tokens["partner_admin"]}" {url}/v1/merchants')
     from crossdock.engine.runtime import start_embedded, stop_embedded
 
-    hooks = ([start_embedded], [stop_embedded]) if embedded else ([], [])
-    app_ = create_app(container, on_startup=hooks[0], on_shutdown=hooks[1])
+    startup: list[Hook] = [start_embedded] if embedded else []
+    shutdown: list[Hook] = [stop_embedded] if embedded else []
+    app_ = create_app(container, on_startup=startup, on_shutdown=shutdown)
     config = uvicorn.Config(
         app_, host=settings.api.host, port=settings.api.port, log_config=None, access_log=False, lifespan="on"
     )
