@@ -1,0 +1,124 @@
+"""Crossdock as a system under test -- THE PLUG-IN POINT (the lead finishes it).
+
+Registered only when :data:`ENABLED` is true (or ``BENCH_CROSSDOCK=1``) *and*
+``import crossdock.engine`` succeeds, so the harness runs without the engine. Three systems: ``crossdock_sqlite`` (1 worker, temp SQLite
+file), ``crossdock_pg_1w`` and ``crossdock_pg_2w`` (fresh PostgreSQL database
+``bench_crossdock`` per run, 1 or 2 workers).
+
+Per run the harness calls :meth:`CrossdockSystem.launch`, which:
+
+1. creates fresh storage and exports ``CROSSDOCK_DATABASE_URL``;
+2. runs ``crossdock db upgrade``;                                  (TODO lead: confirm)
+3. runs the flow setup command (:data:`SETUP_CMD`), which must register
+   Shopify webhook intake (secret = ``ctx.secret``) -> map step -> HTTP POST
+   action to ``ctx.erp_url`` with an ``Idempotency-Key`` header, and print the
+   connection id (last stdout line, or JSON ``{"connection_id": ...}``); (TODO lead)
+4. spawns ``crossdock api --host 127.0.0.1 --port P`` and N x ``crossdock worker``;
+                                                                    (TODO lead: confirm)
+5. posts to ``{api}/hooks/shopify/{connection_id}``.
+
+The contract the flow must meet is in ``docs/benchmark.md`` ("Plug-in contract").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .systems import PYTHON, ProcSystem, RunContext, pg_available, pg_recreate, pg_settings
+
+# --- TODO(lead): the commands, as argument lists after `crossdock` ------------------
+# Flip ENABLED once the commands below are real (or export BENCH_CROSSDOCK=1 to try them):
+# until then the Crossdock systems are not registered, so `make bench-smoke` stays green.
+ENABLED = False
+CLI = [str(Path(PYTHON).parent / "crossdock")]  # the venv's console script
+UPGRADE_CMD = ["db", "upgrade"]
+# Must print the connection id. Placeholders: {erp_url} {secret}
+SETUP_CMD = ["bench-setup", "--erp-url", "{erp_url}", "--shopify-secret", "{secret}"]
+API_CMD = ["api", "--host", "127.0.0.1", "--port", "{port}"]
+WORKER_CMD = ["worker"]
+DB_ENV = "CROSSDOCK_DATABASE_URL"
+PG_DBNAME = "bench_crossdock"
+# -------------------------------------------------------------------------------------
+
+
+def _fmt(args: list[str], **kw: object) -> list[str]:
+    return [a.format(**kw) for a in args]
+
+
+class CrossdockSystem(ProcSystem):
+    """Crossdock API + N workers on SQLite or PostgreSQL."""
+
+    is_crossdock = True
+    start_timeout = 120.0
+
+    def __init__(self, name: str, backend: str, workers: int) -> None:
+        super().__init__()
+        self.name = name
+        self.backend = backend  # "sqlite" | "pg"
+        self.workers = workers
+        self.description = f"Crossdock, {backend}, {workers} worker(s)"
+        self.cpu_comms = ("postgres",) if backend == "pg" else ()
+
+    def unavailable(self) -> str | None:
+        return pg_available() if self.backend == "pg" else None
+
+    def database_url(self, ctx: RunContext) -> str:
+        if self.backend == "sqlite":
+            return f"sqlite+aiosqlite:///{ctx.workdir / 'crossdock.db'}"
+        pg = pg_settings()
+        auth = pg["user"] + (f":{pg['password']}" if pg["password"] else "")
+        return f"postgresql+asyncpg://{auth}@{pg['host']}:{pg['port']}/{PG_DBNAME}"
+
+    def launch(self, ctx: RunContext) -> None:
+        if self.backend == "pg":
+            pg_recreate(PG_DBNAME)
+        env = self.base_env(**{DB_ENV: self.database_url(ctx)}, CROSSDOCK_HOME=str(ctx.workdir))
+        self.run_cmd([*CLI, *UPGRADE_CMD], env=env, cwd=ctx.workdir)
+        out = self.run_cmd(
+            [*CLI, *_fmt(SETUP_CMD, erp_url=ctx.erp_url, secret=ctx.secret)],
+            env=env,
+            cwd=ctx.workdir,
+        )
+        connection_id = _parse_connection_id(out)
+        self.spawn([*CLI, *_fmt(API_CMD, port=ctx.port)], env=env, cwd=ctx.workdir)
+        for _ in range(self.workers):
+            self.spawn([*CLI, *WORKER_CMD], env=env, cwd=ctx.workdir)
+        self.webhook_url = f"http://127.0.0.1:{ctx.port}/hooks/shopify/{connection_id}"
+
+    def cleanup(self) -> None:
+        if self.backend == "pg":
+            try:
+                pg_recreate(PG_DBNAME, drop_only=True)
+            except Exception:
+                pass
+
+
+def _parse_connection_id(out: str) -> str:
+    lines = [ln.strip() for ln in out.strip().splitlines() if ln.strip()]
+    if not lines:
+        raise RuntimeError("crossdock setup printed no connection id")
+    try:
+        return str(json.loads(lines[-1])["connection_id"])
+    except (ValueError, KeyError, TypeError):
+        return lines[-1]
+
+
+def crossdock_systems() -> list[CrossdockSystem]:
+    """The three Crossdock systems, or none when not enabled or the engine isn't importable."""
+    if not (ENABLED or os.environ.get("BENCH_CROSSDOCK") == "1"):
+        return []
+    try:
+        import crossdock.engine  # noqa: F401
+    except ImportError:
+        return []
+    systems = [
+        CrossdockSystem("crossdock_sqlite", "sqlite", 1),
+        CrossdockSystem("crossdock_pg_1w", "pg", 1),
+        CrossdockSystem("crossdock_pg_2w", "pg", 2),
+    ]
+    if shutil.which("psql") is None:
+        systems = systems[:1]
+    return systems

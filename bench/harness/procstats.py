@@ -1,0 +1,163 @@
+"""CPU time and memory of a system's process tree, read from /proc.
+
+* CPU: ``utime + stime`` (fields 14/15 of ``/proc/<pid>/stat``) summed over the
+  live process tree, plus ``cutime + cstime`` of the roots (children they already
+  reaped). :class:`ProcSampler` samples it in the background every 0.2 s and
+  interpolates the CPU seconds spent inside a measured window.
+* Memory: the same sampler sums ``VmRSS`` over the tree every 0.2 s and keeps
+  the peak (per-process ``VmHWM`` peaks at different times, so they can't be
+  summed meaningfully).
+
+A tree is the root pids the harness started plus every descendant (found by
+walking ``PPid``), plus optionally all processes whose ``comm`` matches a name
+(e.g. ``postgres`` for a PostgreSQL-backed system, counted for CPU only since
+that server is shared and was not started by the harness).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Iterable
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode()
+    except OSError:
+        return None
+    # comm may contain spaces/parens: split after the last ')'
+    rparen = data.rindex(")")
+    comm = data[data.index("(") + 1 : rparen]
+    return [str(pid), comm, *data[rparen + 2 :].split()]
+
+
+def _all_stats() -> dict[int, list[str]]:
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = _stat(int(name))
+            if st is not None:
+                out[int(name)] = st
+    return out
+
+
+def tree(roots: Iterable[int], comms: Iterable[str] = (), stats: dict | None = None) -> set[int]:
+    """Pids of ``roots`` and all their descendants (plus processes named in ``comms``)."""
+    stats = stats if stats is not None else _all_stats()
+    children: dict[int, list[int]] = {}
+    for pid, st in stats.items():
+        children.setdefault(int(st[3]), []).append(pid)  # field 4: ppid
+    comms = set(comms)
+    found = {pid for pid, st in stats.items() if st[1] in comms}
+    stack = [r for r in roots if r in stats]
+    seen: set[int] = set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        found.add(pid)
+        stack.extend(children.get(pid, ()))
+    return found
+
+
+def cpu_seconds(roots: Iterable[int], comms: Iterable[str] = ()) -> float:
+    """Total user+system CPU seconds of the tree (incl. reaped children of roots)."""
+    roots = list(roots)
+    stats = _all_stats()
+    ticks = 0
+    for pid in tree(roots, comms, stats):
+        st = stats[pid]
+        ticks += int(st[13]) + int(st[14])  # utime, stime
+        if pid in roots:
+            ticks += int(st[15]) + int(st[16])  # cutime, cstime
+    return ticks / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have been busy since boot (``/proc/stat``, minus idle+iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
+def rss_bytes(pids: Iterable[int]) -> int:
+    """Sum of current resident set sizes."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * PAGE
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+class ProcSampler:
+    """Background thread sampling (time, CPU seconds, summed RSS) of a system.
+
+    CPU covers the tree plus processes named in ``comms``; RSS covers only the
+    tree (the processes the harness started). :meth:`cpu_between` interpolates
+    CPU seconds spent in a window given in ``time.monotonic_ns()`` units.
+    """
+
+    def __init__(self, roots: Iterable[int], comms: Iterable[str] = (), interval: float = 0.2):
+        self.roots = list(roots)
+        self.comms = tuple(comms)
+        self.interval = interval
+        self.samples: list[tuple[int, float, float]] = []  # (t_ns, tree CPU s, machine busy s)
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="proc-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        stats = _all_stats()
+        ticks = 0
+        for pid in tree(self.roots, self.comms, stats):
+            st = stats[pid]
+            ticks += int(st[13]) + int(st[14])
+            if pid in self.roots:
+                ticks += int(st[15]) + int(st[16])
+        self.samples.append((time.monotonic_ns(), ticks / CLK_TCK, machine_busy_seconds()))
+        self.peak_rss = max(self.peak_rss, rss_bytes(tree(self.roots, (), stats)))
+
+    def _at(self, t_ns: int, col: int) -> float:
+        s = self.samples
+        if not s:
+            return 0.0
+        if t_ns <= s[0][0]:
+            return s[0][col]
+        for a, b in itertools.pairwise(s):
+            if a[0] <= t_ns <= b[0]:
+                return a[col] + (b[col] - a[col]) * (t_ns - a[0]) / max(1, b[0] - a[0])
+        return s[-1][col]
+
+    def cpu_between(self, t0_ns: int, t1_ns: int) -> float:
+        """CPU seconds the system spent between two monotonic_ns instants."""
+        return max(0.0, self._at(t1_ns, 1) - self._at(t0_ns, 1))
+
+    def machine_between(self, t0_ns: int, t1_ns: int) -> float:
+        """CPU seconds the whole machine was busy between two instants (noise check)."""
+        return max(0.0, self._at(t1_ns, 2) - self._at(t0_ns, 2))
+
+    def __enter__(self) -> ProcSampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
