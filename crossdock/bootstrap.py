@@ -38,10 +38,35 @@ class Container:
         return default_registry()
 
     async def close(self) -> None:
+        if "engine" in self.extras:
+            from crossdock.connectors.actions import close_connector_actions
+
+            await close_connector_actions(self)
         await self.db.dispose()
+
+
+def _setup_engine(engine: Any, container: Container) -> None:
+    """Plug the domains into a new engine: their actions and the exception desk's case raiser."""
+    from crossdock.cases.runtime import install as install_cases
+    from crossdock.connectors.actions import register_connector_actions
+    from crossdock.flows.commerce import register_commerce_actions
+
+    register_connector_actions(engine, container)
+    register_commerce_actions(engine)
+    install_cases(container)
+
+
+async def _cases_tick(container: Container) -> None:
+    from crossdock.cases.runtime import tick
+
+    await tick(container)
 
 
 def build_container(settings: Settings | None = None) -> Container:
     settings = settings or Settings()
     db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size, echo=settings.db_echo)
-    return Container(settings=settings, db=db)
+    container = Container(settings=settings, db=db)
+    container.extras["engine.setup"] = [_setup_engine]
+    # (interval seconds, job): run by every engine runtime (embedded and `crossdock worker`).
+    container.extras["engine.periodic"] = [(settings.worker.case_sweep_seconds, _cases_tick)]
+    return container

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from crossdock import __version__
 from crossdock.bootstrap import Container, build_container
+from crossdock.cases.cli import cases_app
 from crossdock.cli.admin import merchant_app, partner_app, token_app, user_app
 from crossdock.cli.connections import connection_app, keys_app
 from crossdock.cli.output import STATE, console, run
@@ -17,6 +18,7 @@ from crossdock.core.logging import configure_logging
 from crossdock.core.migrate import upgrade
 from crossdock.core.settings import Settings
 from crossdock.engine.cli import flows_app, runs_app, worker_command
+from crossdock.flows.cli import template_app
 
 app = typer.Typer(
     name="crossdock",
@@ -35,6 +37,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(flows_app, name="flow")
 app.add_typer(runs_app, name="run")
 app.command("worker")(worker_command)
+app.add_typer(cases_app, name="case")
+app.add_typer(template_app, name="template")
 
 DbOpt = Annotated[str | None, typer.Option("--database", help="Database URL (default: CROSSDOCK_DATABASE_URL).")]
 

@@ -26,6 +26,9 @@ class WorkerSettings(BaseModel):
     poll_seconds: float = Field(0.05, description="Idle poll interval when no work is queued.")
     merchant_concurrency: int = Field(16, description="Default most runs in flight per merchant across all workers.")
     embedded_workers: int = Field(1, description="Worker loops `crossdock up` runs in-process.")
+    case_sweep_seconds: float = Field(
+        5.0, description="How often each runtime opens cases for failed runs, runs SLA escalation and notifies."
+    )
 
 
 class Settings(BaseSettings):

@@ -169,5 +169,8 @@ def engine_of(container: Any) -> Engine:
     if engine is None:
         engine = Engine(container.db, container.metrics, container.settings)
         container.extras["engine"] = engine
+        # Domains that plug into the engine (actions, the case raiser) are declared by bootstrap.
+        for setup in container.extras.get("engine.setup", ()):
+            setup(engine, container)
     assert isinstance(engine, Engine)
     return engine

@@ -9,9 +9,10 @@ runs `run_worker_process`, until SIGTERM/SIGINT, then drains and releases its ru
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from crossdock.bootstrap import Container, build_container
@@ -22,12 +23,28 @@ from crossdock.engine.worker import Worker
 
 log = logging.getLogger("crossdock.engine.runtime")
 
+Periodic = tuple[float, Callable[[], Awaitable[Any]]]
+
+
+def periodic_jobs(container: Container) -> list[Periodic]:
+    """The periodic jobs bootstrap declared, bound to this container."""
+    return [(every_s, functools.partial(fn, container)) for every_s, fn in container.extras.get("engine.periodic", ())]
+
 
 class EngineRuntime:
     """Worker loops and a scheduler sharing one event loop and one database pool."""
 
-    def __init__(self, engine: Engine, *, workers: int = 1, scheduler: bool = True, **worker_options: Any) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        workers: int = 1,
+        scheduler: bool = True,
+        periodic: list[Periodic] | None = None,
+        **worker_options: Any,
+    ) -> None:
         self.engine = engine
+        self.periodic = list(periodic or []) if scheduler else []
         self.workers = [Worker(engine, **worker_options) for _ in range(max(0, workers))]
         self.scheduler = Scheduler(engine) if scheduler else None
         self._stop = asyncio.Event()
@@ -40,7 +57,21 @@ class EngineRuntime:
         ]
         if self.scheduler is not None:
             self._tasks.append(asyncio.create_task(self.scheduler.run(self._stop), name="crossdock-scheduler"))
+        for i, (every_s, fn) in enumerate(self.periodic):
+            self._tasks.append(asyncio.create_task(self._every(every_s, fn), name=f"crossdock-periodic-{i}"))
         log.info("engine runtime started: %d worker loop(s), scheduler=%s", len(self.workers), bool(self.scheduler))
+
+    async def _every(self, every_s: float, fn: Callable[[], Awaitable[Any]]) -> None:
+        """Run a domain's periodic job (e.g. the exception desk's sweep) until stopped; never crash."""
+        while not self._stop.is_set():
+            try:
+                await fn()
+            except Exception:
+                log.exception("periodic job failed; retrying in %.1f s", every_s)
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=every_s)
+            except TimeoutError:
+                pass
 
     async def stop(self) -> None:
         self._stop.set()
@@ -58,7 +89,9 @@ class EngineRuntime:
 async def start_embedded(container: Container) -> None:
     """API startup hook for `crossdock up`: in-process workers and scheduler."""
     engine = engine_of(container)
-    runtime = EngineRuntime(engine, workers=container.settings.worker.embedded_workers)
+    runtime = EngineRuntime(
+        engine, workers=container.settings.worker.embedded_workers, periodic=periodic_jobs(container)
+    )
     container.extras["engine.runtime"] = runtime
     await runtime.start()
 
@@ -88,7 +121,9 @@ async def run_worker_process(
         result = setup(engine)
         if asyncio.iscoroutine(result):
             await result
-    runtime = EngineRuntime(engine, workers=workers, scheduler=scheduler, **worker_options)
+    runtime = EngineRuntime(
+        engine, workers=workers, scheduler=scheduler, periodic=periodic_jobs(container), **worker_options
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:

@@ -9,9 +9,12 @@ from fastapi import APIRouter, FastAPI
 
 from crossdock import __version__
 from crossdock.bootstrap import Container
+from crossdock.cases.api import router as cases_router
 from crossdock.connections.api import router as connections_router
+from crossdock.connectors.intake_api import router as connector_hooks_router
 from crossdock.engine.api import hooks_router
 from crossdock.engine.api import router as engine_router
+from crossdock.flows.api import router as flows_router
 from crossdock.governance.api import router as audit_router
 from crossdock.identity.api import router as identity_router
 from crossdock.tenants.api import router as tenants_router
@@ -27,6 +30,9 @@ ROUTERS: list[APIRouter] = [
     connections_router,
     engine_router,
     hooks_router,
+    connector_hooks_router,
+    cases_router,
+    flows_router,
 ]
 
 Hook = Callable[[Container], Awaitable[None]]

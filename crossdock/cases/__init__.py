@@ -1,0 +1,1 @@
+"""The exception desk: failed or held runs become cases that are grouped, routed, timed and worked."""

@@ -1,0 +1,277 @@
+"""NetSuite engine actions: item lookup (SuiteQL), customer and sales order upserts by external id,
+credit memos, return authorizations and transforms.
+
+Idempotency: customers and sales orders are `PUT .../eid:{external_id}` upserts. Credit memos and
+return authorizations carry an external id (given, or derived from the step's idempotency key),
+are looked up by it first, and are created with `X-NetSuite-Idempotency-Key` = ctx.idempotency_key
+so a retried POST resolves to the record the first attempt made. Transforms send the same header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+from crossdock.connectors.actions.pool import PooledClient, RateBudget
+from crossdock.connectors.actions.spec import ActionInput, ActionOutput, ConnectorAction, digest
+from crossdock.connectors.builtin import NetSuiteConfig, NetSuiteSecrets
+from crossdock.connectors.errors import ConnectorError, FailureCategory, FailureKind
+from crossdock.connectors.netsuite.client import NetSuiteClient, sql_string
+from crossdock.engine.actions import ActionContext
+
+SYSTEM = "netsuite"
+SUITEQL_CHUNK = 100
+
+
+def build_client(config: Any, secrets: Any, *, acquire: Any, budget: RateBudget) -> NetSuiteClient:
+    assert isinstance(config, NetSuiteConfig) and isinstance(secrets, NetSuiteSecrets)
+    return NetSuiteClient(
+        config.base_url,
+        config.account_id,
+        secrets.consumer_key,
+        secrets.consumer_secret,
+        secrets.token_id,
+        secrets.token_secret,
+        acquire=acquire,
+    )
+
+
+def _ns(conn: PooledClient) -> NetSuiteClient:
+    assert isinstance(conn.client, NetSuiteClient)
+    return conn.client
+
+
+class Ref(BaseModel):
+    """A record reference: an internal id or an external id (exactly one)."""
+
+    id: str | None = None
+    external_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Ref:
+        if (self.id is None) == (self.external_id is None):
+            raise ValueError("give exactly one of `id` or `external_id`")
+        return self
+
+    def to_ns(self) -> dict[str, str]:
+        return {"id": self.id} if self.id is not None else {"externalId": str(self.external_id)}
+
+
+class Line(BaseModel):
+    item: Ref
+    quantity: float = Field(gt=0)
+    rate: float | None = Field(None, ge=0, description="Default: the item's base price.")
+    description: str | None = None
+
+    def to_ns(self) -> dict[str, Any]:
+        line: dict[str, Any] = {"item": self.item.to_ns(), "quantity": self.quantity}
+        if self.rate is not None:
+            line["rate"] = self.rate
+        if self.description:
+            line["description"] = self.description
+        return line
+
+
+class TransactionIn(ActionInput):
+    customer: Ref
+    lines: list[Line] = Field(min_length=1, max_length=1000)
+    memo: str | None = None
+    other_ref_num: str | None = Field(None, description="The storefront reference (PO/Check number field).")
+    tran_date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    fields: dict[str, Any] = Field(default_factory=dict, description="Extra body fields (e.g. custbody_*).")
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            **self.fields,
+            "entity": self.customer.to_ns(),
+            "item": {"items": [line.to_ns() for line in self.lines]},
+        }
+        for name, ns_name in (("memo", "memo"), ("other_ref_num", "otherRefNum"), ("tran_date", "tranDate")):
+            if getattr(self, name) is not None:
+                body[ns_name] = getattr(self, name)
+        return body
+
+
+class RecordOut(ActionOutput):
+    id: str
+    external_id: str | None = None
+    tran_id: str | None = None
+    total: float | None = None
+    created: bool | None = None
+
+
+# -- find_items -------------------------------------------------------------------------------------
+class FindItemsIn(ActionInput):
+    skus: list[str] = Field(min_length=1, max_length=1000)
+    match: str = Field("itemid", pattern=r"^(itemid|externalid)$", description="Column the SKU is matched on.")
+    require_all: bool = Field(True, description="Fail with sku_not_found when any SKU is unknown or inactive.")
+
+
+class NsItem(BaseModel):
+    id: str
+    itemid: str | None
+    externalid: str | None
+    displayname: str | None
+    baseprice: float | None
+    inactive: bool
+
+
+class FindItemsOut(ActionOutput):
+    items: dict[str, NsItem]
+    missing: list[str]
+
+
+async def find_items(ctx: ActionContext, conn: PooledClient, data: FindItemsIn) -> FindItemsOut:
+    ns = _ns(conn)
+    wanted = sorted(set(data.skus))
+    items: dict[str, NsItem] = {}
+    for start in range(0, len(wanted), SUITEQL_CHUNK):
+        chunk = wanted[start : start + SUITEQL_CHUNK]
+        values = ", ".join(sql_string(s) for s in chunk)
+        query = (
+            "SELECT id, itemid, externalid, displayname, baseprice, isinactive FROM item "  # noqa: S608 - quoted
+            f"WHERE {data.match} IN ({values})"
+        )
+        async for row in ns.suiteql(query):
+            key = str(row.get(data.match))
+            price = row.get("baseprice")
+            items[key] = NsItem(
+                id=str(row["id"]),
+                itemid=row.get("itemid"),
+                externalid=row.get("externalid"),
+                displayname=row.get("displayname"),
+                baseprice=float(price) if price not in (None, "") else None,
+                inactive=row.get("isinactive") == "T",
+            )
+    missing = [s for s in wanted if s not in items or items[s].inactive]
+    if missing and data.require_all:
+        raise ConnectorError(
+            f"NetSuite has no active item {', '.join(missing)}; map the SKU or create the item, then replay.",
+            kind=FailureKind.DATA,
+            category=FailureCategory.SKU_NOT_FOUND,
+            system=SYSTEM,
+            vendor_code="item_not_found",
+            details={"missing": missing},
+        )
+    return FindItemsOut(items=items, missing=missing)
+
+
+# -- upserts by external id -------------------------------------------------------------------------
+class CustomerIn(ActionInput):
+    external_id: str = Field(min_length=1, max_length=255, description="The upsert key (e.g. shopify-customer-123).")
+    company_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    fields: dict[str, Any] = Field(default_factory=dict, description="Extra body fields (e.g. custentity_*).")
+
+
+async def upsert_customer(ctx: ActionContext, conn: PooledClient, data: CustomerIn) -> RecordOut:
+    body = {**data.fields, **data.model_dump(include={"company_name", "email", "phone"}, exclude_none=True)}
+    body = {{"company_name": "companyName"}.get(k, k): v for k, v in body.items()}
+    ident = await _ns(conn).upsert("customer", data.external_id, body)
+    return RecordOut(id=ident, external_id=data.external_id)
+
+
+class SalesOrderIn(TransactionIn):
+    external_id: str = Field(min_length=1, max_length=255, description="The upsert key (e.g. shopify-order-123).")
+
+
+async def upsert_sales_order(ctx: ActionContext, conn: PooledClient, data: SalesOrderIn) -> RecordOut:
+    ns = _ns(conn)
+    ident = await ns.upsert("salesOrder", data.external_id, data.body())
+    record = await ns.get("salesOrder", ident)
+    return RecordOut(
+        id=ident, external_id=data.external_id, tran_id=record.get("tranId"), total=_float(record.get("total"))
+    )
+
+
+# -- created records (credit memo, RMA) ----------------------------------------------------------------
+class CreatedTransactionIn(TransactionIn):
+    external_id: str | None = Field(
+        None, max_length=255, description="Idempotency key across runs (e.g. shopify-refund-9); default: derived."
+    )
+
+
+async def _create_once(
+    ctx: ActionContext, conn: PooledClient, record_type: str, data: CreatedTransactionIn
+) -> RecordOut:
+    ns = _ns(conn)
+    external = data.external_id or f"crossdock-{digest(ctx.idempotency_key)}"
+    existing = await ns.get_by_external_id(record_type, external)
+    created = existing is None
+    if existing is None:
+        ident = await ns.create(
+            record_type, {**data.body(), "externalId": external}, idempotency_key=ctx.idempotency_key
+        )
+        existing = await ns.get(record_type, ident)
+    return RecordOut(
+        id=str(existing["id"]), external_id=external, tran_id=existing.get("tranId"),
+        total=_float(existing.get("total")), created=created,
+    )  # fmt: skip
+
+
+async def create_credit_memo(ctx: ActionContext, conn: PooledClient, data: CreatedTransactionIn) -> RecordOut:
+    return await _create_once(ctx, conn, "creditMemo", data)
+
+
+async def create_return_authorization(ctx: ActionContext, conn: PooledClient, data: CreatedTransactionIn) -> RecordOut:
+    return await _create_once(ctx, conn, "returnAuthorization", data)
+
+
+# -- transform ---------------------------------------------------------------------------------------
+class TransformIn(ActionInput):
+    source_type: str = Field(pattern=r"^[a-zA-Z]+$", examples=["salesOrder"])
+    source_id: str = Field(min_length=1, description="Internal id, or `eid:{external id}`.")
+    target_type: str = Field(pattern=r"^[a-zA-Z]+$", examples=["itemFulfillment"])
+    body: dict[str, Any] = Field(default_factory=dict)
+
+
+class TransformOut(ActionOutput):
+    id: str
+    source_type: str
+    source_id: str
+    target_type: str
+
+
+async def transform(ctx: ActionContext, conn: PooledClient, data: TransformIn) -> TransformOut:
+    ident = await _ns(conn).transform(
+        data.source_type, data.source_id, data.target_type, data.body, idempotency_key=ctx.idempotency_key
+    )
+    return TransformOut(id=ident, source_type=data.source_type, source_id=data.source_id, target_type=data.target_type)
+
+
+def _float(value: Any) -> float | None:
+    return None if value in (None, "") else float(value)
+
+
+ACTIONS = [
+    ConnectorAction(
+        "netsuite.find_items", SYSTEM, FindItemsIn, FindItemsOut, find_items, "pure read",
+        "Look items up by SKU with SuiteQL (validation, base prices).", effect=False,
+    ),
+    ConnectorAction(
+        "netsuite.upsert_customer", SYSTEM, CustomerIn, RecordOut, upsert_customer,
+        "external id (`PUT customer/eid:{external_id}`)", "Create or update a customer by external id.",
+    ),
+    ConnectorAction(
+        "netsuite.upsert_sales_order", SYSTEM, SalesOrderIn, RecordOut, upsert_sales_order,
+        "external id (`PUT salesOrder/eid:{external_id}`)", "Create or update a sales order by external id.",
+    ),
+    ConnectorAction(
+        "netsuite.create_credit_memo", SYSTEM, CreatedTransactionIn, RecordOut, create_credit_memo,
+        "external id (looked up first) + X-NetSuite-Idempotency-Key = the step's idempotency key",
+        "Create a credit memo.",
+    ),
+    ConnectorAction(
+        "netsuite.create_return_authorization", SYSTEM, CreatedTransactionIn, RecordOut,
+        create_return_authorization,
+        "external id (looked up first) + X-NetSuite-Idempotency-Key = the step's idempotency key",
+        "Create a return authorization (RMA).",
+    ),
+    ConnectorAction(
+        "netsuite.transform", SYSTEM, TransformIn, TransformOut, transform,
+        "X-NetSuite-Idempotency-Key = the step's idempotency key (a replay resolves the record made)",
+        "Transform a record (e.g. salesOrder → itemFulfillment or invoice).",
+    ),
+]  # fmt: skip

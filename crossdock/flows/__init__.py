@@ -1,0 +1,1 @@
+"""Flow templates, per-merchant template instances and fleet upgrades (see docs/flows.md)."""
