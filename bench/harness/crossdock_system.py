@@ -32,11 +32,17 @@ from .systems import PYTHON, ProcSystem, RunContext, pg_available, pg_recreate, 
 # --- TODO(lead): the commands, as argument lists after `crossdock` ------------------
 # Flip ENABLED once the commands below are real (or export BENCH_CROSSDOCK=1 to try them):
 # until then the Crossdock systems are not registered, so `make bench-smoke` stays green.
-ENABLED = False
+ENABLED = True
 CLI = [str(Path(PYTHON).parent / "crossdock")]  # the venv's console script
 UPGRADE_CMD = ["db", "upgrade"]
-# Must print the connection id. Placeholders: {erp_url} {secret}
-SETUP_CMD = ["bench-setup", "--erp-url", "{erp_url}", "--shopify-secret", "{secret}"]
+# Configures merchant, Shopify connection and the published flow; prints the connection id.
+SETUP_CMD = [
+    str(Path(__file__).with_name("crossdock_setup.py")),
+    "--erp-url",
+    "{erp_url}",
+    "--shopify-secret",
+    "{secret}",
+]
 API_CMD = ["api", "--host", "127.0.0.1", "--port", "{port}"]
 WORKER_CMD = ["worker"]
 DB_ENV = "CROSSDOCK_DATABASE_URL"
@@ -75,10 +81,20 @@ class CrossdockSystem(ProcSystem):
     def launch(self, ctx: RunContext) -> None:
         if self.backend == "pg":
             pg_recreate(PG_DBNAME)
-        env = self.base_env(**{DB_ENV: self.database_url(ctx)}, CROSSDOCK_HOME=str(ctx.workdir))
+        env = self.base_env(
+            **{DB_ENV: self.database_url(ctx)},
+            CROSSDOCK_HOME=str(ctx.workdir),
+            # Secrets at rest need a master key in PostgreSQL mode; every process of the run shares it.
+            CROSSDOCK_MASTER_KEY=_master_key(),
+            CROSSDOCK_LOG_LEVEL="WARNING",
+            # One merchant sends every order here, so give it the whole worker (a partner would raise
+            # the per-merchant cap the same way for a single large merchant).
+            CROSSDOCK_WORKER__CONCURRENCY="256",
+            CROSSDOCK_WORKER__MERCHANT_CONCURRENCY="256",
+        )
         self.run_cmd([*CLI, *UPGRADE_CMD], env=env, cwd=ctx.workdir)
         out = self.run_cmd(
-            [*CLI, *_fmt(SETUP_CMD, erp_url=ctx.erp_url, secret=ctx.secret)],
+            [PYTHON, *_fmt(SETUP_CMD, erp_url=ctx.erp_url, secret=ctx.secret)],
             env=env,
             cwd=ctx.workdir,
         )
@@ -94,6 +110,12 @@ class CrossdockSystem(ProcSystem):
                 pg_recreate(PG_DBNAME, drop_only=True)
             except Exception:
                 pass
+
+
+def _master_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
 
 
 def _parse_connection_id(out: str) -> str:

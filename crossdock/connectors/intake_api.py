@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -124,11 +125,25 @@ def _rejected(exc: ConnectorError) -> CrossdockError:
     return CrossdockError(exc.message, code=code, details={"reason": reason})
 
 
+# How long an API node trusts what it read of a connection for webhook verification. A secret rotated
+# or a connection disabled takes effect within this many seconds; in exchange a webhook costs no
+# database read and no decryption (measured: ~25% of the intake's CPU on PostgreSQL).
+CONNECTION_TTL_S = 5.0
+
+
 async def _connection(container: Any, connection_id: str, system: str) -> tuple[ConnectionRow, Any, Any]:
+    cache: dict[tuple[str, str], tuple[float, tuple[ConnectionRow, Any, Any]]]
+    cache = container.extras.setdefault("intake.connections", {})
+    now = time.monotonic()
+    hit = cache.get((system, connection_id))
+    if hit is not None and hit[0] > now:
+        return hit[1]
     try:
-        return await load_connection(container, connection_id, system)
+        loaded = await load_connection(container, connection_id, system)
     except ConnectorError:
         raise NotFound(f"{system} connection", connection_id) from None
+    cache[(system, connection_id)] = (now + CONNECTION_TTL_S, loaded)
+    return loaded
 
 
 def _subscribed(endpoint: Endpoint, row: ConnectionRow, topic: str) -> bool:

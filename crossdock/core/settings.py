@@ -24,7 +24,11 @@ class WorkerSettings(BaseModel):
     lease_seconds: float = Field(30.0, description="How long a claimed run stays leased without a heartbeat.")
     heartbeat_seconds: float = Field(5.0, description="How often a worker renews its leases.")
     poll_seconds: float = Field(0.05, description="Idle poll interval when no work is queued.")
-    merchant_concurrency: int = Field(16, description="Default most runs in flight per merchant across all workers.")
+    merchant_concurrency: int = Field(
+        64,
+        description="Default most runs in flight per merchant across all workers. Claims are round-robin "
+        "across merchants whatever this is; the cap stops one merchant from holding every slot.",
+    )
     embedded_workers: int = Field(1, description="Worker loops `crossdock up` runs in-process.")
     case_sweep_seconds: float = Field(
         5.0, description="How often each runtime opens cases for failed runs, runs SLA escalation and notifies."

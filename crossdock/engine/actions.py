@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
+import aiohttp
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crossdock.connectors.errors import ConnectorError, FailureCategory, FailureKind
@@ -49,7 +50,7 @@ class ActionContext:
     partner_id: str | None
     merchant_id: str | None
     idempotency_key: str
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession
     acquire: Callable[[str], Awaitable[float]]
     ledger: Callable[[str], Awaitable[Any | None]]
     extras: dict[str, Any] = field(default_factory=dict)
@@ -128,44 +129,51 @@ class HttpRequestInput(BaseModel):
 async def http_request(ctx: ActionContext, data: Any) -> Any:
     """Send one HTTP request with an `Idempotency-Key` header; 5xx/429/network errors are transient."""
     headers = {"Idempotency-Key": ctx.idempotency_key, **(data.get("headers") or {})}
-    kwargs: dict[str, Any] = {"headers": headers, "timeout": data.get("timeout_s", 30.0)}
+    kwargs: dict[str, Any] = {"headers": headers, "timeout": aiohttp.ClientTimeout(total=data.get("timeout_s", 30.0))}
     if data.get("json") is not None:
-        kwargs["json"] = data["json"]
+        kwargs["data"] = orjson.dumps(data["json"])
+        headers.setdefault("Content-Type", "application/json")
     elif data.get("body") is not None:
-        kwargs["content"] = data["body"]
+        kwargs["data"] = data["body"]
+    url = data["url"]
     try:
-        resp = await ctx.http.request(data.get("method", "POST"), data["url"], **kwargs)
-    except httpx.HTTPError as exc:
+        async with ctx.http.request(data.get("method", "POST"), url, **kwargs) as resp:
+            status = resp.status
+            raw = await resp.read()
+            content_type = resp.headers.get("content-type", "")
+            retry_after = resp.headers.get("retry-after")
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise ConnectorError(
-            f"HTTP request to {data['url']} failed: {type(exc).__name__}",
+            f"HTTP request to {url} failed: {type(exc).__name__}",
             kind=FailureKind.TRANSIENT,
             category=FailureCategory.CONNECTION,
             system="http",
         ) from exc
-    if resp.status_code == 429 or resp.status_code >= 500:
-        retry_after = resp.headers.get("retry-after")
+    text = raw.decode(errors="replace")
+    if status == 429 or status >= 500:
         raise ConnectorError(
-            f"HTTP {resp.status_code} from {data['url']}",
+            f"HTTP {status} from {url}",
             kind=FailureKind.TRANSIENT,
-            category=FailureCategory.RATE_LIMIT if resp.status_code == 429 else FailureCategory.CONNECTION,
+            category=FailureCategory.RATE_LIMIT if status == 429 else FailureCategory.CONNECTION,
             system="http",
-            status=resp.status_code,
+            status=status,
             retry_after=float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None,
         )
-    if resp.status_code >= 400:
+    if status >= 400:
         raise ConnectorError(
-            f"HTTP {resp.status_code} from {data['url']}: {resp.text[:200]}",
+            f"HTTP {status} from {url}: {text[:200]}",
             kind=FailureKind.DATA,
             category=FailureCategory.VALIDATION,
             system="http",
-            status=resp.status_code,
+            status=status,
         )
-    body: Any
-    if resp.headers.get("content-type", "").startswith("application/json"):
-        body = resp.json()
-    else:
-        body = resp.text
-    return {"status": resp.status_code, "body": body}
+    body: Any = text
+    if content_type.startswith("application/json") and raw:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = text
+    return {"status": status, "body": body}
 
 
 async def log_action(ctx: ActionContext, data: Any) -> Any:

@@ -4,7 +4,7 @@ Why JMESPath (and not JSONata, Jinja or Python): it is a pure query language ove
 side effects, no loops that can run forever, no attribute access into Python objects and a formal
 spec with conformance tests in several languages (so the console can preview expressions in the
 browser with the same results). It cannot call `eval`, open files or reach the network. We add a
-few pure helper functions (`concat`, `lower`, `upper`, `round`, `coalesce`, `str`, and
+few pure helper functions (`concat`, `lower`, `upper`, `round`, `fixed`, `coalesce`, `str`, and
 `add`/`subtract`/`multiply`/`divide`, since JMESPath has no arithmetic operators).
 
 Inside flow definitions a value is either a literal, an expression (a string starting with `=`,
@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import jmespath
@@ -64,6 +65,13 @@ class _Functions(jmespath.functions.Functions):
     @jmespath.functions.signature({"types": ["number"]}, {"types": ["number"]})
     def _func_divide(self, a: float, b: float) -> float | None:
         return None if b == 0 else a / b
+
+    @jmespath.functions.signature({"types": ["number"]}, {"types": ["number"]})
+    def _func_fixed(self, n: float, digits: int) -> str:
+        """A number as text with exactly `digits` decimals, rounded half-even on the decimal value
+        (`fixed(\`12.5\`, \`2\`)` → "12.50"): how money goes into most ERP APIs."""
+        quantum = Decimal(1).scaleb(-int(digits))
+        return str(Decimal(repr(n)).quantize(quantum, rounding=ROUND_HALF_EVEN))
 
     @jmespath.functions.signature({"types": []})
     def _func_str(self, value: Any) -> str:

@@ -171,11 +171,12 @@ class IntakeBatcher:
             first[dedup] = {"run": run, "event": event}
         ins = pg_insert(RUNS) if self.db.dialect == "postgresql" else sqlite_insert(RUNS)
         async with self.db.engine.begin() as conn:
+            # executemany (SQLAlchemy's "insertmanyvalues"): one cached statement whatever the batch
+            # size, still sent as multi-row INSERTs; a per-size VALUES list recompiled every batch.
             created = (
                 await conn.execute(
-                    ins.values([v["run"] for v in first.values()])
-                    .on_conflict_do_nothing(index_elements=["dedup_key"])
-                    .returning(RUNS.c.dedup_key)
+                    ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(RUNS.c.dedup_key),
+                    [v["run"] for v in first.values()],
                 )
             ).scalars()
             new_keys = set(created)
@@ -210,6 +211,8 @@ class EndpointCache:
         self.db = db
         self.ttl = ttl
         self._items: dict[str, tuple[float, Endpoint | None]] = {}
+        # (verifier, connection id) -> (expires, endpoints), for `find_endpoints`.
+        self.found: dict[tuple[str, str | None], tuple[float, list[Endpoint]]] = {}
 
     async def get(self, endpoint_id: str) -> Endpoint:
         hit = self._items.get(endpoint_id)
@@ -256,8 +259,24 @@ async def receive_webhook(
     return await store_event(engine, endpoint, verified)
 
 
+# Connector routes look their endpoints up on every webhook; a short cache keeps that off the database.
+# A flow published or disabled within this window still receives (or misses) events for that long.
+ENDPOINTS_TTL_S = 1.0
+
+
 async def find_endpoints(engine: Engine, *, verifier: str, connection_id: str | None = None) -> list[Endpoint]:
     """Enabled webhook endpoints using `verifier` (and bound to `connection_id`), for connector routes."""
+    key = (verifier, connection_id)
+    now = time.monotonic()
+    cached = engine.endpoints.found.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    found = await _find_endpoints(engine, verifier=verifier, connection_id=connection_id)
+    engine.endpoints.found[key] = (now + ENDPOINTS_TTL_S, found)
+    return found
+
+
+async def _find_endpoints(engine: Engine, *, verifier: str, connection_id: str | None) -> list[Endpoint]:
     async with engine.db.engine.connect() as conn:
         rows = (await conn.execute(select(Trigger).where(Trigger.kind == "webhook", Trigger.enabled.is_(True)))).all()
     out = []
