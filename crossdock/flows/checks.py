@@ -150,18 +150,35 @@ def map_refund(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def map_return(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A return request as a canonical credit (`external_id` rma-{return_id}), SKUs through `sku_map`."""
+    ret = data.get("return") or {}
+    sku_map = data.get("sku_map") or {}
+    lines = []
+    for i, line in enumerate(ret.get("lines") or []):
+        sku = str(line.get("sku") or "")
+        unit = dec(line.get("unit_price", line.get("price")), f"lines[{i}].unit_price")
+        qty = dec(line.get("quantity"), f"lines[{i}].quantity")
+        lines.append({"sku": str(sku_map.get(sku, sku)), "quantity": int(qty), "unit_price": money(unit)})
+    return {
+        "external_id": f"rma-{ret.get('return_id')}",
+        "order_external_id": str(ret.get("order_id")),
+        "memo": f"Return {ret.get('return_id')}: {ret.get('reason') or 'no reason given'}"[:999],
+        "lines": lines,
+    }
+
+
 def to_businesscentral_credit_memo(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A BC `salesCreditMemos` body for a canonical credit (see `map_refund`)."""
+    """The input of `businesscentral.create_credit_memo` (besides `connection`, `post`) for a credit."""
     credit = data.get("credit") or {}
     return {
-        "externalDocumentNumber": str(credit.get("external_id"))[:35],
-        "customerNumber": str(data.get("customer_number") or ""),
-        "salesCreditMemoLines": [
+        "external_document_number": str(credit.get("external_id"))[:35],
+        "customer_number": str(data.get("customer_number") or ""),
+        "lines": [
             {
-                "lineType": "Item",
-                "lineObjectNumber": line["sku"][:20],
+                "item_number": str(line["sku"])[:20],
                 "quantity": float(dec(line["quantity"])),
-                "unitPrice": float(dec(line["unit_price"])),
+                "unit_price": float(dec(line["unit_price"])),
             }
             for line in credit.get("lines") or []
         ],
@@ -169,22 +186,21 @@ def to_businesscentral_credit_memo(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def to_netsuite_credit_memo(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A NetSuite `creditMemo` body for a canonical credit, keyed by externalId."""
+    """The input of `netsuite.create_credit_memo` / `create_return_authorization` for a credit."""
     credit = data.get("credit") or {}
     return {
-        "externalId": str(credit.get("external_id")),
-        "entity": {"externalId": str(data.get("customer_external_id") or "")},
-        "otherRefNum": str(credit.get("order_external_id") or ""),
-        "item": {
-            "items": [
-                {
-                    "item": {"externalId": line["sku"]},
-                    "quantity": float(dec(line["quantity"])),
-                    "rate": float(dec(line["unit_price"])),
-                }
-                for line in credit.get("lines") or []
-            ]
-        },
+        "external_id": str(credit.get("external_id")),
+        "customer": {"external_id": str(data.get("customer_external_id") or "")},
+        "other_ref_num": str(credit.get("order_external_id") or ""),
+        "memo": credit.get("memo"),
+        "lines": [
+            {
+                "item": {"external_id": str(line["sku"])},
+                "quantity": float(dec(line["quantity"])),
+                "rate": float(dec(line["unit_price"])),
+            }
+            for line in credit.get("lines") or []
+        ],
     }
 
 

@@ -124,12 +124,15 @@ def apply_sku_map(data: Mapping[str, Any]) -> dict[str, Any]:
 # -- validate -------------------------------------------------------------------------------------
 
 _SKU_FIELDS = ("number", "itemId", "sku", "itemid")
-_PRICE_FIELDS = ("unitPrice", "basePrice", "price", "baseprice")
+_PRICE_FIELDS = ("unit_price", "unitPrice", "basePrice", "price", "baseprice")
 
 
 def _items_by_sku(items: Any) -> dict[str, Mapping[str, Any]]:
+    """ERP items by SKU, from a find_items output (`{items: {sku: item}}`) or a list of items."""
     if isinstance(items, Mapping):
         items = items.get("items", items.get("value", []))
+    if isinstance(items, Mapping):  # the connector actions key their items by the SKU asked for
+        return {str(sku): item for sku, item in items.items() if isinstance(item, Mapping)}
     out: dict[str, Mapping[str, Any]] = {}
     for item in items or []:
         sku = next((item[f] for f in _SKU_FIELDS if item.get(f) not in (None, "")), None)
@@ -138,13 +141,16 @@ def _items_by_sku(items: Any) -> dict[str, Mapping[str, Any]]:
     return out
 
 
+def _unusable(item: Mapping[str, Any] | None) -> bool:
+    return item is None or any(item.get(f) is True for f in ("blocked", "isInactive", "inactive"))
+
+
 def validate_skus(data: Mapping[str, Any]) -> dict[str, Any]:
     """Every line's SKU must be an ERP item (blocked/inactive items count as missing)."""
     items = _items_by_sku(data.get("erp_items"))
     missing = []
     for line in data.get("lines") or []:
-        item = items.get(str(line.get("sku")))
-        if item is None or item.get("blocked") is True or item.get("isInactive") is True:
+        if _unusable(items.get(str(line.get("sku")))):
             missing.append(str(line.get("sku")))
     if missing:
         raise StepFailed(
@@ -229,8 +235,8 @@ def check_address(data: Mapping[str, Any]) -> dict[str, Any]:
 def check_credit(data: Mapping[str, Any]) -> dict[str, Any]:
     """Exposure = balance + order total vs the credit limit (0 or missing: no limit, as in BC)."""
     customer = data.get("customer") or {}
-    limit = dec(customer.get("creditLimit", customer.get("creditlimit", data.get("credit_limit"))))
-    balance = dec(customer.get("balanceDue", customer.get("balance", data.get("balance"))))
+    limit = dec(_first(customer, ("credit_limit", "creditLimit", "creditlimit"), data.get("credit_limit")))
+    balance = dec(_first(customer, ("balance_due", "balanceDue", "balance"), data.get("balance")))
     exposure = balance + dec(data.get("amount"))
     over = limit > 0 and exposure > limit
     return {
@@ -240,6 +246,10 @@ def check_credit(data: Mapping[str, Any]) -> dict[str, Any]:
         "over_limit": over,
         "needs_approval": over,
     }
+
+
+def _first(row: Mapping[str, Any], names: tuple[str, ...], default: Any) -> Any:
+    return next((row[n] for n in names if row.get(n) is not None), default)
 
 
 def check_discount(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -252,70 +262,95 @@ def check_discount(data: Mapping[str, Any]) -> dict[str, Any]:
 # -- shape ----------------------------------------------------------------------------------------
 
 
+def _date(value: Any) -> str | None:
+    return str(value)[:10] if value else None
+
+
 def to_businesscentral_order(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A BC `salesOrders` deep-insert body; `externalDocumentNumber` is the Shopify order id."""
-    order = data.get("order") or {}
-    ship = order.get("ship_to") or {}
-    body: dict[str, Any] = {
-        "externalDocumentNumber": str(order.get("external_id"))[:35],
-        "customerNumber": str(data.get("customer_number") or ""),
-        "email": str((order.get("customer") or {}).get("email") or "")[:80],
-        "shipToName": str(ship.get("name") or "")[:100],
-        "shipToAddressLine1": str(ship.get("address1") or "")[:100],
-        "shipToAddressLine2": str(ship.get("address2") or "")[:50],
-        "shipToCity": str(ship.get("city") or "")[:30],
-        "shipToState": str(ship.get("province_code") or "")[:30],
-        "shipToPostCode": str(ship.get("zip") or "")[:20],
-        "shipToCountry": str(ship.get("country_code") or "")[:10],
-        "salesOrderLines": [
-            {
-                "sequence": (i + 1) * 10000,
-                "lineType": "Item",
-                "lineObjectNumber": str(line["sku"])[:20],
-                "description": str(line.get("title") or "")[:100],
-                "quantity": float(dec(line["quantity"])),
-                "unitPrice": float(dec(line["unit_price"])),
-                "discountAmount": float(dec(line.get("discount"))),
-            }
-            for i, line in enumerate(order.get("lines") or [])
-        ],
-    }
-    if data.get("currency_code"):
-        body["currencyCode"] = str(data["currency_code"])
-    return body
+    """The input of `businesscentral.upsert_sales_order` (besides `connection`) for a canonical order.
 
-
-def to_netsuite_order(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A NetSuite `salesOrder` body for `PUT salesOrder/eid:{externalId}` (externalId = Shopify id).
-
-    NetSuite computes amount = quantity × rate, so the order discount goes on a discount item line
-    when `discount_item` is configured, and always into `custbody_cd_discount`.
+    `external_document_number` is the Shopify order id; lines carry the unit price and the line's
+    discount, so Business Central's totals equal the order's subtotal.
     """
     order = data.get("order") or {}
     ship = order.get("ship_to") or {}
-    lines: list[dict[str, Any]] = [
-        {
-            "item": {"externalId": str(line["sku"])},
-            "quantity": float(dec(line["quantity"])),
-            "rate": float(dec(line["unit_price"])),
-            "description": str(line.get("title") or "")[:100],
-        }
-        for line in order.get("lines") or []
-    ]
+    body: dict[str, Any] = {
+        "external_document_number": str(order.get("external_id"))[:35],
+        "customer_number": str(data.get("customer_number") or ""),
+        "email": str((order.get("customer") or {}).get("email") or "")[:80] or None,
+        "order_date": _date(order.get("created_at")),
+        "ship_to": {
+            "name": str(ship.get("name") or "")[:100],
+            "address_line1": str(ship.get("address1") or "")[:100],
+            "address_line2": str(ship.get("address2") or "")[:50],
+            "city": str(ship.get("city") or "")[:30],
+            "state": str(ship.get("province_code") or "")[:30],
+            "post_code": str(ship.get("zip") or "")[:20],
+            "country": str(ship.get("country_code") or "")[:10],
+        },
+        "lines": [
+            {
+                "item_number": str(line["sku"])[:20],
+                "description": str(line.get("title") or "")[:100] or None,
+                "quantity": float(dec(line["quantity"])),
+                "unit_price": float(dec(line["unit_price"])),
+                "discount_amount": float(dec(line.get("discount"))),
+            }
+            for line in order.get("lines") or []
+        ],
+    }
+    if data.get("currency_code"):
+        body["currency_code"] = str(data["currency_code"])
+    return body
+
+
+def _ns_item(sku: str, items: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    found = items.get(sku)
+    return {"id": str(found["id"])} if found and found.get("id") else {"external_id": sku}
+
+
+def to_netsuite_order(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The input of `netsuite.upsert_sales_order` (besides `connection`) for a canonical order.
+
+    NetSuite computes amount = quantity × rate. With a `discount_item`, lines keep their unit price
+    and the order discount is a negative line on that item; without one, each line's rate is its net
+    unit price (discount included), so the NetSuite total equals the order's subtotal either way.
+    The discount is also kept in `custbody_cd_discount`. Items are referenced by the internal id
+    `erp_items` (the find_items output) knows, else by external id = the SKU.
+    """
+    order = data.get("order") or {}
+    ship = order.get("ship_to") or {}
+    items = _items_by_sku(data.get("erp_items"))
+    discount_item = str(data.get("discount_item") or "")
+    lines: list[dict[str, Any]] = []
+    for line in order.get("lines") or []:
+        qty = dec(line["quantity"])
+        rate = dec(line["unit_price"]) if discount_item else (dec(line["net"]) / qty).quantize(Decimal("0.0001"))
+        lines.append(
+            {
+                "item": _ns_item(str(line["sku"]), items),
+                "quantity": float(qty),
+                "rate": float(rate),
+                "description": str(line.get("title") or "")[:100] or None,
+            }
+        )
     discount = dec(order.get("discount_total"))
-    if discount and data.get("discount_item"):
-        lines.append({"item": {"externalId": str(data["discount_item"])}, "quantity": 1.0, "rate": -float(discount)})
+    if discount and discount_item:
+        lines.append({"item": {"external_id": discount_item}, "quantity": 1.0, "rate": -float(discount)})
     customer = data.get("customer_external_id") or (order.get("customer") or {}).get("external_id")
     return {
-        "externalId": str(order.get("external_id")),
-        "otherRefNum": str(order.get("number") or ""),
-        "entity": {"externalId": str(customer)},
+        "external_id": str(order.get("external_id")),
+        "customer": {"external_id": str(customer)},
+        "lines": lines,
         "memo": f"Shopify order {order.get('number')}",
-        "custbody_cd_discount": float(discount),
-        "custbody_cd_ship_to": ", ".join(
-            p for p in (ship.get("name"), ship.get("address1"), ship.get("city"), ship.get("zip")) if p
-        ),
-        "item": {"items": lines},
+        "other_ref_num": str(order.get("number") or ""),
+        "tran_date": _date(order.get("created_at")),
+        "fields": {
+            "custbody_cd_discount": float(discount),
+            "custbody_cd_ship_to": ", ".join(
+                p for p in (ship.get("name"), ship.get("address1"), ship.get("city"), ship.get("zip")) if p
+            ),
+        },
     }
 
 
@@ -376,6 +411,7 @@ def commerce_functions() -> dict[str, Callable[[Mapping[str, Any]], dict[str, An
         checks.route_by_amount,
         checks.rma_decision,
         checks.map_refund,
+        checks.map_return,
         checks.to_businesscentral_credit_memo,
         checks.to_netsuite_credit_memo,
         checks.map_shipment,

@@ -1,5 +1,5 @@
 """Business Central engine actions: item lookup (SKU validation, prices), customer and sales order upserts,
-credit memos, shipments.
+order edits and cancellations, credit memos, shipments and the documents of a period.
 
 Idempotency: sales orders and credit memos are looked up by `externalDocumentNumber` before they
 are created (the storefront reference), customers by number or email; reads are pure.
@@ -7,7 +7,7 @@ are created (the storefront reference), customers by number or email; reads are 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -115,6 +115,15 @@ class CustomerOut(ActionOutput):
     number: str
     created: bool
     updated: bool
+    credit_limit: float = Field(0.0, description="0 means no limit, as in Business Central.")
+    balance_due: float = 0.0
+
+
+def _customer_out(row: dict[str, Any], *, created: bool, updated: bool) -> CustomerOut:
+    return CustomerOut(
+        id=str(row["id"]), number=str(row["number"]), created=created, updated=updated,
+        credit_limit=float(row.get("creditLimit") or 0), balance_due=float(row.get("balanceDue") or 0),
+    )  # fmt: skip
 
 
 _CUSTOMER_FIELDS = {
@@ -133,7 +142,16 @@ async def upsert_customer(ctx: ActionContext, conn: PooledClient, data: Customer
     if existing is None:
         try:
             made = await bc.create("customers", {**wanted, **({"number": data.number} if data.number else {})})
-            return CustomerOut(id=str(made["id"]), number=str(made["number"]), created=True, updated=False)
+            if data.number:  # BC refuses a second customer with the same number
+                return _customer_out(made, created=True, updated=False)
+            # Nothing stops two racing runs from both creating the customer by email: the lowest
+            # number wins and the loser deletes its copy (as for sales orders).
+            twins = await bc.list_all("customers", filter=where)
+            winner = min(twins or [made], key=lambda c: (len(str(c.get("number"))), str(c.get("number"))))
+            if str(winner["id"]) == str(made["id"]):
+                return _customer_out(made, created=True, updated=False)
+            await bc.delete("customers", str(made["id"]))
+            return _customer_out(winner, created=False, updated=False)
         except ConnectorError as exc:  # created concurrently by another run: use theirs
             if exc.category is not FailureCategory.DUPLICATE:
                 raise
@@ -143,7 +161,7 @@ async def upsert_customer(ctx: ActionContext, conn: PooledClient, data: Customer
     changes = {k: v for k, v in wanted.items() if existing.get(k) != v}
     if changes:
         existing = await bc.update("customers", str(existing["id"]), changes)
-    return CustomerOut(id=str(existing["id"]), number=str(existing["number"]), created=False, updated=bool(changes))
+    return _customer_out(existing, created=False, updated=bool(changes))
 
 
 # -- sales documents --------------------------------------------------------------------------------
@@ -244,8 +262,20 @@ async def upsert_sales_order(ctx: ActionContext, conn: PooledClient, data: Sales
     body = {**data.head(), "salesOrderLines": [line.to_bc() for line in data.lines]}
     if data.order_date is not None:
         body["orderDate"] = data.order_date.isoformat()
-    result = await _bc(conn).upsert_sales_order(body)
-    return _document_out(result.order, result.created)
+    bc = _bc(conn)
+    result = await bc.upsert_sales_order(body)
+    if not result.created:
+        return _document_out(result.order, False)
+    # BC has no unique key on externalDocumentNumber: two runs racing on one order (a redelivery while
+    # the first run is in flight) can both create. Look again; the lowest number wins, the loser deletes
+    # its own copy, so every racer ends with the same single order.
+    twins = await bc.list_all("salesOrders", filter=_by_external(data.external_document_number))
+    if len(twins) > 1:
+        winner = min(twins, key=lambda o: (len(str(o.get("number"))), str(o.get("number"))))
+        if str(winner["id"]) != str(result.order["id"]):
+            await bc.delete("salesOrders", str(result.order["id"]))
+            return _document_out(winner, False)
+    return _document_out(result.order, True)
 
 
 async def create_credit_memo(ctx: ActionContext, conn: PooledClient, data: CreditMemoIn) -> SalesDocumentOut:
@@ -264,21 +294,168 @@ async def create_credit_memo(ctx: ActionContext, conn: PooledClient, data: Credi
     return _document_out(memo, created)
 
 
+# -- edits and cancellations -------------------------------------------------------------------------
+class OrderRefIn(ActionInput):
+    external_document_number: str = Field(min_length=1, max_length=35, description="The storefront reference.")
+
+
+class CancelOut(ActionOutput):
+    external_document_number: str
+    number: str | None
+    cancelled: bool
+
+
+def _by_external(external: str) -> str:
+    return f"externalDocumentNumber eq {odata_string(external)}"
+
+
+async def _shipped(bc: BusinessCentralClient, external: str) -> ConnectorError | None:
+    """A fulfillment_state error when the order already has a posted shipment, else None."""
+    shipment = await bc.find_one("salesShipments", _by_external(external))
+    if shipment is None:
+        return None
+    return ConnectorError(
+        f"Business Central order {external} has already shipped (shipment {shipment.get('number')}); "
+        "it can no longer be changed or cancelled. Arrange a return instead.",
+        kind=FailureKind.DATA, category=FailureCategory.FULFILLMENT_STATE, system=SYSTEM, vendor_code="already_shipped",
+    )  # fmt: skip
+
+
+def _never_imported(external: str) -> ConnectorError:
+    return ConnectorError(
+        f"Business Central has no sales order with externalDocumentNumber {external}; was it ever imported?",
+        kind=FailureKind.DATA, category=FailureCategory.NOT_FOUND, system=SYSTEM, vendor_code="order_not_found",
+    )  # fmt: skip
+
+
+async def cancel_sales_order(ctx: ActionContext, conn: PooledClient, data: OrderRefIn) -> CancelOut:
+    """API v2.0 has no cancel action: an open sales order is cancelled by deleting it."""
+    bc = _bc(conn)
+    order = await bc.find_one("salesOrders", _by_external(data.external_document_number))
+    if order is None:
+        shipped = await _shipped(bc, data.external_document_number)
+        if shipped is not None:
+            raise shipped
+        raise _never_imported(data.external_document_number)
+    await bc.delete("salesOrders", str(order["id"]), etag=order.get("@odata.etag"))
+    return CancelOut(external_document_number=data.external_document_number, number=order.get("number"), cancelled=True)
+
+
+class SalesOrderEditIn(SalesOrderIn):
+    customer_number: str | None = Field(None, max_length=20, description="Ignored: an edit keeps the customer.")  # type: ignore[assignment]
+
+
+async def update_sales_order(ctx: ActionContext, conn: PooledClient, data: SalesOrderEditIn) -> SalesDocumentOut:
+    """Re-send an edited order: head fields patched, lines replaced when they differ."""
+    bc = _bc(conn)
+    order = await bc.find_one("salesOrders", _by_external(data.external_document_number))
+    if order is None:
+        shipped = await _shipped(bc, data.external_document_number)
+        raise shipped if shipped is not None else _never_imported(data.external_document_number)
+    order_id = str(order["id"])
+    head = {k: v for k, v in data.head().items() if k != "customerNumber" and order.get(k) != v}
+    if data.order_date is not None and order.get("orderDate") != data.order_date.isoformat():
+        head["orderDate"] = data.order_date.isoformat()
+    if head:
+        order = await bc.update("salesOrders", order_id, head)
+    lines_set = f"salesOrders({order_id})/salesOrderLines"
+    current = await bc.list_all(lines_set)
+    wanted = [line.to_bc() for line in data.lines]
+    if [_line_key(li) for li in current] != [_line_key(li) for li in wanted]:
+        for line in current:
+            await bc.delete(lines_set, str(line["id"]), etag=line.get("@odata.etag"))
+        for line in wanted:
+            await bc.create(lines_set, line)
+    return _document_out(await bc.get("salesOrders", order_id), created=False)
+
+
+def _line_key(line: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        line.get("lineObjectNumber"), float(line.get("quantity") or 0),
+        None if "unitPrice" not in line else float(line["unitPrice"]), float(line.get("discountAmount") or 0),
+    )  # fmt: skip
+
+
 # -- shipments --------------------------------------------------------------------------------------
 class ShipmentsIn(ActionInput):
     by: Literal["externalDocumentNumber", "orderNumber"] = "externalDocumentNumber"
-    value: str = Field(min_length=1, max_length=35, description="The storefront reference or the BC order number.")
+    value: str | None = Field(
+        None, min_length=1, max_length=35, description="The storefront reference or the BC order number."
+    )
+    since_days: int | None = Field(
+        None, ge=0, le=366, description="Instead of `value`: shipments dated today or up to N days before."
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> ShipmentsIn:
+        if (self.value is None) == (self.since_days is None):
+            raise ValueError("give exactly one of `value` or `since_days`")
+        return self
 
 
 class ShipmentsOut(ActionOutput):
     shipments: list[dict[str, Any]]
 
 
+def _since(days: int) -> str:
+    return (datetime.now(UTC).date() - timedelta(days=days)).isoformat()
+
+
 async def get_shipments(ctx: ActionContext, conn: PooledClient, data: ShipmentsIn) -> ShipmentsOut:
-    rows = await _bc(conn).list_all(
-        "salesShipments", filter=f"{data.by} eq {odata_string(data.value)}", expand="salesShipmentLines"
-    )
+    if data.value is not None:
+        where = f"{data.by} eq {odata_string(data.value)}"
+    else:
+        where = f"shipmentDate ge {_since(data.since_days or 0)}"
+    rows = await _bc(conn).list_all("salesShipments", filter=where, expand="salesShipmentLines")
     return ShipmentsOut(shipments=rows)
+
+
+# -- documents (payout reconciliation) -----------------------------------------------------------------
+class DocumentsIn(ActionInput):
+    since_days: int = Field(7, ge=0, le=366, description="Documents dated today or up to N days before.")
+
+
+class LedgerDocument(BaseModel):
+    type: Literal["order", "refund"]
+    entity: str
+    number: str
+    external_document_number: str
+    date: str
+    total: float
+
+
+class DocumentsOut(ActionOutput):
+    documents: list[LedgerDocument]
+
+
+_DOCUMENT_SETS: tuple[tuple[str, str, Literal["order", "refund"]], ...] = (
+    ("salesOrders", "orderDate", "order"),
+    ("salesInvoices", "invoiceDate", "order"),
+    ("salesCreditMemos", "creditMemoDate", "refund"),
+)
+
+
+async def list_documents(ctx: ActionContext, conn: PooledClient, data: DocumentsIn) -> DocumentsOut:
+    """Open orders, invoices (an invoiced order is deleted from salesOrders) and credit memos since a date."""
+    bc, since = _bc(conn), _since(data.since_days)
+    documents: list[LedgerDocument] = []
+    invoiced: set[str] = set()
+    for entity, date_field, kind in _DOCUMENT_SETS:
+        for row in await bc.list_all(entity, filter=f"{date_field} ge {since}"):
+            if entity == "salesInvoices" and row.get("orderNumber") in invoiced:
+                continue  # partially invoiced order still open: counted once, as the order
+            if entity == "salesOrders":
+                invoiced.add(str(row.get("number")))
+            if entity == "salesCreditMemos" and row.get("status") in ("Draft", "Canceled"):
+                continue
+            documents.append(
+                LedgerDocument(
+                    type=kind, entity=entity, number=str(row.get("number")),
+                    external_document_number=str(row.get("externalDocumentNumber") or ""),
+                    date=str(row.get(date_field))[:10], total=float(row.get("totalAmountIncludingTax") or 0),
+                )
+            )  # fmt: skip
+    return DocumentsOut(documents=documents)
 
 
 ACTIONS = [
@@ -299,7 +476,21 @@ ACTIONS = [
         "externalDocumentNumber", "Create (and optionally post) a sales credit memo.",
     ),
     ConnectorAction(
+        "businesscentral.update_sales_order", SYSTEM, SalesOrderEditIn, SalesDocumentOut, update_sales_order,
+        "externalDocumentNumber; head fields patched and lines replaced only when they differ (a replay is a no-op)",
+        "Re-send an edited sales order (not_found when it was never imported, fulfillment_state once shipped).",
+    ),
+    ConnectorAction(
+        "businesscentral.cancel_sales_order", SYSTEM, OrderRefIn, CancelOut, cancel_sales_order,
+        "externalDocumentNumber; the engine ledger guards a replay (the order is gone after the first call)",
+        "Cancel an open sales order by deleting it (fulfillment_state once shipped, not_found if never imported).",
+    ),
+    ConnectorAction(
         "businesscentral.get_shipments", SYSTEM, ShipmentsIn, ShipmentsOut, get_shipments, "pure read",
-        "Posted sales shipments of an order, with lines.", effect=False,
+        "Posted sales shipments of one order, or of the last N days, with lines.", effect=False,
+    ),
+    ConnectorAction(
+        "businesscentral.list_documents", SYSTEM, DocumentsIn, DocumentsOut, list_documents, "pure read",
+        "Orders, invoices and posted credit memos of the last N days (payout reconciliation).", effect=False,
     ),
 ]  # fmt: skip

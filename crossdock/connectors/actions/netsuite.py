@@ -1,5 +1,6 @@
 """NetSuite engine actions: item lookup (SuiteQL), customer and sales order upserts by external id,
-credit memos, return authorizations and transforms.
+closing (cancelling) sales orders, transactions of a period, credit memos, return authorizations and
+transforms.
 
 Idempotency: customers and sales orders are `PUT .../eid:{external_id}` upserts. Credit memos and
 return authorizations carry an external id (given, or derived from the step's idempotency key),
@@ -9,6 +10,7 @@ so a retried POST resolves to the record the first attempt made. Transforms send
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
@@ -61,7 +63,9 @@ class Ref(BaseModel):
 class Line(BaseModel):
     item: Ref
     quantity: float = Field(gt=0)
-    rate: float | None = Field(None, ge=0, description="Default: the item's base price.")
+    rate: float | None = Field(
+        None, description="Default: the item's base price. Negative only on discount items (an order discount)."
+    )
     description: str | None = None
 
     def to_ns(self) -> dict[str, Any]:
@@ -166,11 +170,23 @@ class CustomerIn(ActionInput):
     fields: dict[str, Any] = Field(default_factory=dict, description="Extra body fields (e.g. custentity_*).")
 
 
-async def upsert_customer(ctx: ActionContext, conn: PooledClient, data: CustomerIn) -> RecordOut:
+class CustomerOut(ActionOutput):
+    id: str
+    external_id: str
+    credit_limit: float | None = Field(None, description="None: no limit set.")
+    balance: float = 0.0
+
+
+async def upsert_customer(ctx: ActionContext, conn: PooledClient, data: CustomerIn) -> CustomerOut:
+    ns = _ns(conn)
     body = {**data.fields, **data.model_dump(include={"company_name", "email", "phone"}, exclude_none=True)}
     body = {{"company_name": "companyName"}.get(k, k): v for k, v in body.items()}
-    ident = await _ns(conn).upsert("customer", data.external_id, body)
-    return RecordOut(id=ident, external_id=data.external_id)
+    ident = await ns.upsert("customer", data.external_id, body)
+    record = await ns.get("customer", ident)  # the credit limit and balance the credit check needs
+    return CustomerOut(
+        id=ident, external_id=data.external_id, credit_limit=_float(record.get("creditLimit")),
+        balance=_float(record.get("balance")) or 0.0,
+    )  # fmt: skip
 
 
 class SalesOrderIn(TransactionIn):
@@ -184,6 +200,109 @@ async def upsert_sales_order(ctx: ActionContext, conn: PooledClient, data: Sales
     return RecordOut(
         id=ident, external_id=data.external_id, tran_id=record.get("tranId"), total=_float(record.get("total"))
     )
+
+
+# -- closing (cancellation) ---------------------------------------------------------------------------
+class SalesOrderRefIn(ActionInput):
+    external_id: str = Field(min_length=1, max_length=255, description="The sales order's external id.")
+    memo: str | None = Field(None, max_length=999, description="Replaces the order memo (e.g. the cancel reason).")
+
+
+class CloseOut(ActionOutput):
+    id: str
+    external_id: str
+    tran_id: str | None
+    status: str | None
+    closed: bool
+
+
+_SHIPPED = {"Pending Billing", "Billed", "Partially Fulfilled", "Pending Billing/Partially Fulfilled"}
+
+
+async def close_sales_order(ctx: ActionContext, conn: PooledClient, data: SalesOrderRefIn) -> CloseOut:
+    """Cancel a sales order the way REST allows: close every line (`isClosed`), so the order is Closed."""
+    ns = _ns(conn)
+    order = await ns.get_by_external_id("salesOrder", data.external_id, expand_sub_resources=True)
+    if order is None:
+        raise ConnectorError(
+            f"NetSuite has no sales order with external id {data.external_id}; was it ever imported?",
+            kind=FailureKind.DATA, category=FailureCategory.NOT_FOUND, system=SYSTEM, vendor_code="order_not_found",
+        )  # fmt: skip
+    status = (order.get("status") or {}).get("id") if isinstance(order.get("status"), dict) else order.get("status")
+    if status in _SHIPPED:
+        raise ConnectorError(
+            f"NetSuite sales order {order.get('tranId')} is {status}: it has shipped and cannot be closed. "
+            "Arrange a return instead.",
+            kind=FailureKind.DATA, category=FailureCategory.FULFILLMENT_STATE, system=SYSTEM,
+            vendor_code="already_fulfilled",
+        )  # fmt: skip
+    lines = ((order.get("item") or {}).get("items")) or []
+    closed = status == "Closed"
+    if not closed:
+        changes: dict[str, Any] = {
+            "item": {"items": [{**_line_ref(line), "isClosed": True} for line in lines]},
+        }
+        if data.memo is not None:
+            changes["memo"] = data.memo
+        await ns.update("salesOrder", str(order["id"]), changes)
+        order = await ns.get("salesOrder", str(order["id"]))
+    new_status = order.get("status")
+    return CloseOut(
+        id=str(order["id"]), external_id=data.external_id, tran_id=order.get("tranId"),
+        status=new_status.get("id") if isinstance(new_status, dict) else new_status, closed=not closed,
+    )  # fmt: skip
+
+
+def _line_ref(line: dict[str, Any]) -> dict[str, Any]:
+    item = line.get("item") or {}
+    out: dict[str, Any] = {"item": {"id": str(item.get("id"))}, "quantity": line.get("quantity")}
+    if line.get("rate") is not None:
+        out["rate"] = line["rate"]
+    return out
+
+
+# -- transactions of a period (payout reconciliation) ------------------------------------------------
+class TransactionsIn(ActionInput):
+    since_days: int = Field(7, ge=0, le=366, description="Transactions dated today or up to N days before.")
+
+
+class LedgerDocument(BaseModel):
+    type: str
+    record_type: str
+    id: str
+    tran_id: str | None
+    external_id: str | None
+    date: str
+    total: float
+
+
+class TransactionsOut(ActionOutput):
+    documents: list[LedgerDocument]
+
+
+_LEDGER_TYPES = {"SalesOrd": ("order", "salesOrder"), "CustCred": ("refund", "creditMemo")}
+
+
+async def list_transactions(ctx: ActionContext, conn: PooledClient, data: TransactionsIn) -> TransactionsOut:
+    """Sales orders (not closed) and credit memos dated since N days ago, by SuiteQL."""
+    since = (datetime.now(UTC).date() - timedelta(days=data.since_days)).strftime("%Y-%m-%d")
+    query = (
+        "SELECT id, tranid, externalid, type, trandate, status, foreigntotal FROM transaction "  # noqa: S608 - no input
+        f"WHERE type IN ('SalesOrd', 'CustCred') AND trandate >= {sql_string(since)}"
+    )
+    documents = []
+    async for row in _ns(conn).suiteql(query):
+        if row.get("type") == "SalesOrd" and row.get("status") == "Closed":
+            continue
+        kind, record_type = _LEDGER_TYPES[str(row.get("type"))]
+        documents.append(
+            LedgerDocument(
+                type=kind, record_type=record_type, id=str(row["id"]), tran_id=row.get("tranid"),
+                external_id=row.get("externalid"), date=str(row.get("trandate"))[:10],
+                total=_float(row.get("foreigntotal")) or 0.0,
+            )
+        )  # fmt: skip
+    return TransactionsOut(documents=documents)
 
 
 # -- created records (credit memo, RMA) ----------------------------------------------------------------
@@ -251,12 +370,21 @@ ACTIONS = [
         "Look items up by SKU with SuiteQL (validation, base prices).", effect=False,
     ),
     ConnectorAction(
-        "netsuite.upsert_customer", SYSTEM, CustomerIn, RecordOut, upsert_customer,
+        "netsuite.upsert_customer", SYSTEM, CustomerIn, CustomerOut, upsert_customer,
         "external id (`PUT customer/eid:{external_id}`)", "Create or update a customer by external id.",
     ),
     ConnectorAction(
         "netsuite.upsert_sales_order", SYSTEM, SalesOrderIn, RecordOut, upsert_sales_order,
         "external id (`PUT salesOrder/eid:{external_id}`)", "Create or update a sales order by external id.",
+    ),
+    ConnectorAction(
+        "netsuite.close_sales_order", SYSTEM, SalesOrderRefIn, CloseOut, close_sales_order,
+        "external id; an order already Closed is returned unchanged",
+        "Cancel a sales order by closing its lines (fulfillment_state once shipped, not_found if never imported).",
+    ),
+    ConnectorAction(
+        "netsuite.list_transactions", SYSTEM, TransactionsIn, TransactionsOut, list_transactions, "pure read",
+        "Sales orders and credit memos of the last N days (payout reconciliation).", effect=False,
     ),
     ConnectorAction(
         "netsuite.create_credit_memo", SYSTEM, CreatedTransactionIn, RecordOut, create_credit_memo,

@@ -1,6 +1,6 @@
 """Shopify engine actions: read orders, write the ERP number back, inventory, fulfillments, refunds, payouts.
 
-Idempotency: reads are pure; `update_order` merges by attribute name and tag (a replay changes
+Idempotency: reads are pure; `update_variant` sets an absolute price; `update_order` merges by attribute name and tag (a replay changes
 nothing); `set_inventory` sets an absolute level; `create_fulfillment` recognises its earlier
 fulfillment by tracking number; `create_refund` marks the refund note with a digest of its key and
 finds it again. `adjust_inventory` is relative: the engine's effect ledger is its only guard.
@@ -267,6 +267,45 @@ async def create_refund(ctx: ActionContext, conn: PooledClient, data: RefundIn) 
     return _refund_out(await shop.create_refund(data.order_id, body), data.order_id, created=True)
 
 
+# -- variants (price release) -------------------------------------------------------------------------
+class VariantUpdateIn(ActionInput):
+    variant_id: int = Field(gt=0)
+    price: Decimal | None = Field(None, ge=0, decimal_places=2, description="New price (absolute).")
+    compare_at_price: Decimal | None = Field(None, ge=0, decimal_places=2)
+
+
+class VariantOut(ActionOutput):
+    variant_id: int
+    price: str
+    compare_at_price: str | None
+    changed: bool
+
+
+async def update_variant(ctx: ActionContext, conn: PooledClient, data: VariantUpdateIn) -> VariantOut:
+    shop = _shop(conn)
+    wanted = {
+        k: f"{v:.2f}" for k, v in (("price", data.price), ("compare_at_price", data.compare_at_price)) if v is not None
+    }
+    if not wanted:
+        raise ConnectorError(
+            "shopify.update_variant needs a price or a compare_at_price.",
+            kind=FailureKind.CONFIG, category=FailureCategory.VALIDATION, system=SYSTEM,
+        )  # fmt: skip
+    current = await shop.get_variant(data.variant_id)
+    changes = {k: v for k, v in wanted.items() if _price(current.get(k)) != v}
+    if changes:
+        current = await shop.update_variant(data.variant_id, changes)
+    return VariantOut(
+        variant_id=data.variant_id, price=str(current.get("price")),
+        compare_at_price=None if current.get("compare_at_price") is None else str(current["compare_at_price"]),
+        changed=bool(changes),
+    )  # fmt: skip
+
+
+def _price(value: Any) -> str | None:
+    return None if value in (None, "") else f"{Decimal(str(value)):.2f}"
+
+
 # -- payouts ----------------------------------------------------------------------------------------
 class PayoutsIn(ActionInput):
     pass
@@ -307,6 +346,11 @@ ACTIONS = [
         "shopify.create_refund", SYSTEM, RefundIn, RefundOut, create_refund,
         "order id + refund_key (default: the step's idempotency key), kept as a marker in the refund note",
         "Refund lines and/or an amount of an order.",
+    ),
+    ConnectorAction(
+        "shopify.update_variant", SYSTEM, VariantUpdateIn, VariantOut, update_variant,
+        "absolute price per variant (read first; an equal price is not written again)",
+        "Set a variant's price (and compare-at price).",
     ),
     ConnectorAction(
         "shopify.list_payouts", SYSTEM, PayoutsIn, PayoutsOut, list_payouts, "pure read",

@@ -46,6 +46,7 @@ KNOWN_FIELDS = {
     | {"shipAddress", "billAddress", "shipMethod", "createdFrom", "orderStatus", "location", "department"},
 }
 LINE_FIELDS = {"item", "quantity", "rate", "amount", "description", "line", "location", "price", "taxCode"}
+LINE_FIELDS |= {"isClosed"}  # closing every line of a sales order closes (cancels) it
 
 
 class NSSettings(BaseModel):
@@ -257,7 +258,11 @@ class RecordStore:
             total += amount
             lines.append(
                 {
-                    **{k: v for k, v in raw.items() if k.startswith(CUSTOM_PREFIXES) or k == "description"},
+                    **{
+                        k: v
+                        for k, v in raw.items()
+                        if k.startswith(CUSTOM_PREFIXES) or k in ("description", "isClosed")
+                    },
                     "line": index + 1,
                     "item": {"id": item["id"], "refName": item.get("itemId", item["id"])},
                     "quantity": float(quantity),
@@ -268,7 +273,8 @@ class RecordStore:
         record["entity"] = {"id": customer["id"], "refName": customer.get("companyName", customer["id"])}
         record["item"] = {"items": lines, "totalResults": len(lines)}
         record["subtotal"] = record["total"] = float(total)
-        if record_type in ("salesOrder", "invoice", "cashSale"):
+        all_closed = all(line.get("isClosed") is True for line in lines)
+        if record_type in ("salesOrder", "invoice", "cashSale") and not all_closed:
             self._check_credit(customer, total)
         record.setdefault("tranDate", datetime.fromtimestamp(self.now(), UTC).date().isoformat())
         if not keep_number:
@@ -279,6 +285,8 @@ class RecordStore:
             first = {"salesOrder": "Pending Fulfillment", "invoice": "Open", "creditMemo": "Open"}
             status = first.get(record_type, "Shipped" if record_type == "itemFulfillment" else "Pending Approval")
             record["status"] = {"id": status, "refName": status}
+        elif record_type == "salesOrder" and all_closed:
+            record["status"] = {"id": "Closed", "refName": "Closed"}
         if record_type == "invoice":
             customer["balance"] = float(Decimal(str(customer.get("balance", 0))) + total)
         elif record_type == "creditMemo":

@@ -228,6 +228,9 @@ class ShopifyClient:
     def list_products(self, *, since_id: int | None = None, limit: int = 250) -> AsyncIterator[dict[str, Any]]:
         return self._paged("products.json", "products", {"since_id": since_id, "limit": limit}, Context.CATALOG)
 
+    async def get_variant(self, variant_id: int) -> dict[str, Any]:
+        return await self._one("GET", f"variants/{variant_id}.json", "variant", Context.CATALOG)
+
     async def update_variant(self, variant_id: int, changes: Mapping[str, Any]) -> dict[str, Any]:
         body = {"variant": {"id": variant_id, **changes}}
         return await self._one("PUT", f"variants/{variant_id}.json", "variant", Context.CATALOG, json=body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -17,17 +18,21 @@ from crossdock.flows.models import FlowInstance
 from crossdock.flows.schemas import InstanceCreate
 from crossdock.governance.models import AuditEvent
 from tests.factories import World
-from tests.integration.engine.conftest import get_run, run_to_rest
+from tests.integration.engine.conftest import get_run, run_to_rest, start
 
-from .conftest import SYSTEM, FakeSystems, connect, new_merchant
-from .test_order_import import ORDER, erp_items, start
+from .conftest import ORDER, SYSTEM, Desk, new_merchant
 
 
 async def test_upgrade_keeps_overrides_and_runs_in_flight_finish_on_their_version(
-    container: Container, engine: Engine, systems: FakeSystems
+    container: Container, engine: Engine, desk: Desk
 ) -> None:
-    partner, aurora = await new_merchant(container, "Aurora")
+    partner, aurora = desk.partner_id, desk.merchant_id
     _p, cobalt = await new_merchant(container, "Cobalt", partner)
+    fresh_order = {**ORDER, "id": 42, "name": "#42"}
+    desk.seed_shop(ORDER, fresh_order)
+    desk.seed_bc()
+    desk.seed_ns()
+    desks = {aurora: desk, cobalt: replace(desk, merchant_id=cobalt)}
     overrides = {
         aurora: {"discount_threshold_pct": "5", "writeback_note": False},
         cobalt: {"erp": "netsuite", "price_tolerance_pct": "3"},
@@ -35,8 +40,8 @@ async def test_upgrade_keeps_overrides_and_runs_in_flight_finish_on_their_versio
     instances = {}
     for merchant, erp in ((aurora, "businesscentral"), (cobalt, "netsuite")):
         bindings = {
-            "storefront": await connect(container, merchant, "shopify"),
-            "erp": await connect(container, merchant, erp),
+            "storefront": await desks[merchant].connect("shopify"),
+            "erp": await desks[merchant].connect(erp),
         }
         async with container.db.session(SYSTEM.scope) as s:
             body = InstanceCreate(
@@ -47,7 +52,6 @@ async def test_upgrade_keeps_overrides_and_runs_in_flight_finish_on_their_versio
                 bindings=bindings,
             )
             instances[merchant] = (await service.create_instance(s, SYSTEM, engine, body)).engine_flow_id
-    erp_items(systems, "CD-00001-M", "CD-00001-S")
     in_flight = await start(container, instances[aurora], ORDER)  # 10% > 5%: parks on the discount approval
     assert await run_to_rest(container, engine) == {in_flight: "waiting"}
     old_version = (await get_run(container, in_flight)).version_id
@@ -97,7 +101,7 @@ async def test_upgrade_keeps_overrides_and_runs_in_flight_finish_on_their_versio
         await engine_service.resolve_wait(
             s, SYSTEM, waits[0].id, resolution={"decision": "approved"}, idempotency_key="a"
         )
-    fresh = await start(container, instances[aurora], {**ORDER, "id": 42, "name": "#42"})
+    fresh = await start(container, instances[aurora], fresh_order)
     assert await run_to_rest(container, engine) == {in_flight: "waiting", fresh: "waiting"} or True
     async with container.db.session(SYSTEM.scope) as s:
         waits, _ = await engine_service.list_waits(s, limit=10, cursor=None, status="open")
@@ -127,7 +131,7 @@ async def api(container: Container, engine: Engine) -> AsyncIterator[httpx.Async
 
 
 async def test_api_templates_instances_and_permissions(
-    api: httpx.AsyncClient, container: Container, world: World
+    api: httpx.AsyncClient, container: Container, world: World, desk: Desk
 ) -> None:
     listed = await api.get("/v1/templates", headers=world.headers("m1a_viewer"))
     assert listed.status_code == 200
@@ -140,10 +144,8 @@ async def test_api_templates_instances_and_permissions(
     assert (await api.get("/v1/templates/order_import/7", headers=world.headers("m1a_viewer"))).status_code == 404
 
     m1a = world.ids["M1a"]
-    bindings = {
-        "storefront": await connect(container, m1a, "shopify"),
-        "erp": await connect(container, m1a, "netsuite"),
-    }
+    m1a_desk = replace(desk, merchant_id=m1a)
+    bindings = {"storefront": await m1a_desk.connect("shopify"), "erp": await m1a_desk.connect("netsuite")}
     body = {"merchant_id": m1a, "template": "order_import", "version": 1, "bindings": bindings}
     denied = await api.post("/v1/flow-instances", json=body, headers=world.headers("m1a_viewer"))
     assert denied.status_code == 403

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from crossdock.engine.actions import ActionRegistry, ActionSpec, builtin_actions
-from crossdock.engine.definitions import validate_definition, walk
+import pytest
+from pydantic import BaseModel
+
+from crossdock.connectors.actions import ALL_ACTIONS
+from crossdock.engine.actions import ActionRegistry, builtin_actions
+from crossdock.engine.definitions import InvalidFlow, validate_definition, walk
 from crossdock.flows.catalog import TemplateError, catalog, get_template, render, validate_overrides
 from crossdock.flows.commerce import register_commerce_actions
 from crossdock.flows.diff import definition_diff, param_diff
 
-CONNECTOR_ACTIONS = [
-    "shopify.get_order", "shopify.update_order", "shopify.set_inventory", "shopify.adjust_inventory",
-    "shopify.create_fulfillment", "shopify.create_refund", "shopify.list_payouts", "shopify.update_variant",
-    "businesscentral.find_items", "businesscentral.upsert_customer", "businesscentral.upsert_sales_order",
-    "businesscentral.create_credit_memo", "businesscentral.get_shipments", "businesscentral.list_documents",
-    "netsuite.find_items", "netsuite.upsert_customer", "netsuite.upsert_sales_order", "netsuite.create_credit_memo",
-    "netsuite.create_return_authorization", "netsuite.transform", "netsuite.get_shipments", "netsuite.list_transactions",
-    "shipstation.create_order", "shipstation.get_shipments", "email.send", "chat.post",
-]  # fmt: skip
+# Connector actions not built yet; a template rendering one of them cannot be instantiated.
+MISSING_ACTIONS = {"netsuite.get_shipments"}
 TEMPLATES = [
     "credit_hold_routing", "fulfillment_delay_alert", "fulfillment_export", "inventory_sync",
     "invoice_three_way_match", "order_cancel_sync", "order_import", "payout_reconciliation",
@@ -27,18 +24,28 @@ TEMPLATES = [
 
 
 def registry() -> ActionRegistry:
+    """The engine's built-ins, commerce.* and the real connector action specs (never called here)."""
+
     class _Engine:
         actions = builtin_actions()
 
     engine = _Engine()
     register_commerce_actions(engine)  # type: ignore[arg-type]
-
-    async def noop(_ctx: object, _data: object) -> dict[str, bool]:
-        return {"ok": True}
-
-    for name in CONNECTOR_ACTIONS:
-        engine.actions.register(ActionSpec(name, noop))
+    for action in ALL_ACTIONS:
+        engine.actions.register(action.spec(None))  # type: ignore[arg-type]
     return engine.actions
+
+
+def literal_inputs(flow: Any, reg: ActionRegistry) -> list[tuple[str, str, set[str], type[BaseModel]]]:
+    """(path, action, literal input keys, input schema) of every connector action step."""
+    found = []
+    for path, step in walk(flow.steps, "steps"):
+        if getattr(step, "type", None) != "action" or step.action not in reg:  # type: ignore[attr-defined]
+            continue
+        schema = reg.get(step.action).input_schema  # type: ignore[attr-defined]
+        if schema is not None and isinstance(step.input, dict):  # type: ignore[attr-defined]
+            found.append((path, step.action, set(step.input), schema))  # type: ignore[attr-defined]
+    return found
 
 
 def bindings_of(name: str, version: int) -> dict[str, str]:
@@ -58,7 +65,17 @@ def test_each_template_renders_to_a_valid_definition(name: str, version: int, er
     reg = registry()
 
     definition = render(template, overrides, bindings_of(name, version))
+    if name == "fulfillment_export" and erp == "netsuite":
+        with pytest.raises(InvalidFlow, match=r"netsuite\.get_shipments"):
+            validate_definition(definition, actions=reg.__contains__)
+        definition = render(template, {**overrides, "source": "shipstation"}, bindings_of(name, version))
     flow = validate_definition(definition, actions=reg.__contains__)
+    # Every literal input names only fields of the action's input schema, and all its required ones.
+    for path, action, keys, schema in literal_inputs(flow, reg):
+        fields = {f.alias or n for n, f in schema.model_fields.items()} | set(schema.model_fields)
+        required = {n for n, f in schema.model_fields.items() if f.is_required()}
+        assert keys <= fields, (path, action, keys - fields)
+        assert required <= keys, (path, action, required - keys)
 
     text = str(definition)
     assert "${" not in text and "x-when" not in text

@@ -91,14 +91,17 @@ def test_refund_maps_to_credit_memo_bodies() -> None:
         "refunded": "85.38",
     }
     bc = checks.to_businesscentral_credit_memo({"credit": credit, "customer_number": "C1"})
-    assert bc["salesCreditMemoLines"] == [
-        {"lineType": "Item", "lineObjectNumber": "1000", "quantity": 2.0, "unitPrice": 39.44}
-    ]
+    assert bc == {
+        "external_document_number": "refund-77",
+        "customer_number": "C1",
+        "lines": [{"item_number": "1000", "quantity": 2.0, "unit_price": 39.44}],
+    }
     ns = checks.to_netsuite_credit_memo({"credit": credit, "customer_external_id": "shopify-1"})
-    assert (ns["externalId"], ns["entity"], ns["item"]["items"][0]["rate"]) == (
+    assert (ns["external_id"], ns["customer"], ns["other_ref_num"], ns["lines"]) == (
         "refund-77",
-        {"externalId": "shopify-1"},
-        39.44,
+        {"external_id": "shopify-1"},
+        "5100000000004",
+        [{"item": {"external_id": "1000"}, "quantity": 2.0, "rate": 39.44}],
     )
     with pytest.raises(StepFailed):
         checks.map_refund({"refund": {"id": 1}})

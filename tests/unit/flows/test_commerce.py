@@ -128,49 +128,39 @@ def test_credit_limit_and_discount_thresholds_ask_for_approval() -> None:
     assert c.check_discount({"discount_pct": "30.00", "threshold_pct": "30"})["needs_approval"] is False
 
 
-def test_business_central_body_keys_by_the_shopify_order_id() -> None:
+def test_business_central_order_input_keys_by_the_shopify_order_id() -> None:
     m = c.map_order({"order": order()})
     body = c.to_businesscentral_order({"order": m, "customer_number": "C00010"})
-    assert (body["externalDocumentNumber"], body["customerNumber"], body["shipToPostCode"]) == (
+    assert (body["external_document_number"], body["customer_number"], body["ship_to"]["post_code"]) == (
         "5100000000004",
         "C00010",
         "98109",
     )
-    assert body["salesOrderLines"] == [
-        {
-            "sequence": 10000,
-            "lineType": "Item",
-            "lineObjectNumber": "CD-00001-M",
-            "description": "CD-00001-M - M",
-            "quantity": 1.0,
-            "unitPrice": 43.83,
-            "discountAmount": 4.39,
-        },
-        {
-            "sequence": 20000,
-            "lineType": "Item",
-            "lineObjectNumber": "CD-00001-S",
-            "description": "CD-00001-S - S",
-            "quantity": 1.0,
-            "unitPrice": 43.83,
-            "discountAmount": 4.38,
-        },
-    ]
-    assert "currencyCode" not in body
+    assert body["lines"] == [
+        {"item_number": "CD-00001-M", "description": "CD-00001-M - M", "quantity": 1.0, "unit_price": 43.83,
+         "discount_amount": 4.39},
+        {"item_number": "CD-00001-S", "description": "CD-00001-S - S", "quantity": 1.0, "unit_price": 43.83,
+         "discount_amount": 4.38},
+    ]  # fmt: skip
+    assert "currency_code" not in body
 
 
-def test_netsuite_body_uses_external_ids_and_a_discount_line() -> None:
+def test_netsuite_order_input_uses_external_ids_and_a_discount_line() -> None:
     m = c.map_order({"order": order()})
     body = c.to_netsuite_order({"order": m, "discount_item": "DISC"})
-    assert (body["externalId"], body["otherRefNum"], body["entity"]) == (
+    assert (body["external_id"], body["other_ref_num"], body["customer"]) == (
         "5100000000004",
         "#1005",
-        {"externalId": "6900000000004"},
+        {"external_id": "6900000000004"},
     )
-    assert body["item"]["items"][-1] == {"item": {"externalId": "DISC"}, "quantity": 1.0, "rate": -8.77}
-    assert body["custbody_cd_discount"] == 8.77
-    without = c.to_netsuite_order({"order": m})
-    assert len(without["item"]["items"]) == 2
+    assert body["lines"][-1] == {"item": {"external_id": "DISC"}, "quantity": 1.0, "rate": -8.77}
+    assert body["fields"]["custbody_cd_discount"] == 8.77
+    # Without a discount item, each rate is the net unit price; known items go by internal id.
+    without = c.to_netsuite_order({"order": m, "erp_items": {"items": {"CD-00001-M": {"id": "1009"}}}})
+    assert [(li["item"], li["rate"]) for li in without["lines"]] == [
+        ({"id": "1009"}, 39.44),
+        ({"external_id": "CD-00001-S"}, 39.45),
+    ]
 
 
 def test_customer_body_prefixes_the_storefront_id() -> None:
@@ -199,7 +189,7 @@ async def test_registered_actions_are_effect_free_and_refuse_non_objects() -> No
     engine = FakeEngine()
     c.register_commerce_actions(engine)  # type: ignore[arg-type]
     names = engine.actions.names()
-    assert len(names) == 24 and "flows.live_config" in names and "commerce.map_order" in names
+    assert len(names) == 25 and "flows.live_config" in names and "commerce.map_order" in names
     spec = engine.actions.get("commerce.check_discount")
     assert spec.effect is False
     with pytest.raises(StepFailed) as exc:
