@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import traceback
 from collections.abc import Coroutine, Sequence
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crossdock.core.errors import CrossdockError
+from crossdock.core.loop import run as run_loop
 
 T = TypeVar("T")
 console = Console(soft_wrap=True)
@@ -25,7 +25,7 @@ STATE: dict[str, bool] = {"debug": False}
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; print a CrossdockError's message (no traceback unless --debug) and exit 1."""
     try:
-        return asyncio.run(coro)
+        return run_loop(coro)
     except CrossdockError as exc:
         if STATE["debug"]:
             traceback.print_exc()

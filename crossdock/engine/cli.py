@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from crossdock.bootstrap import Container, build_container
 from crossdock.core.context import Actor
 from crossdock.core.errors import CrossdockError
+from crossdock.core.loop import run as run_loop
 from crossdock.engine import service
 from crossdock.engine.core import engine_of
 from crossdock.engine.schemas import FlowCreate, FlowOut, JournalOut, RunOut, RunStart, VersionOut, WaitOut
@@ -240,4 +241,4 @@ def worker_command(
     from crossdock.engine.runtime import run_worker_process
 
     options: dict[str, Any] = {"concurrency": concurrency} if concurrency else {}
-    asyncio.run(run_worker_process(Settings(), workers=workers, scheduler=scheduler, **options))
+    run_loop(run_worker_process(Settings(), workers=workers, scheduler=scheduler, **options))

@@ -7,12 +7,12 @@ function with the process's `Engine` first (to register actions, verifiers, poll
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from crossdock.core.loop import run as run_loop
 from crossdock.core.settings import Settings
 from crossdock.engine.runtime import run_worker_process
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         if v is not None
     }
     setup = _load(args.setup) if args.setup else None
-    asyncio.run(
+    run_loop(
         run_worker_process(settings, workers=args.workers, scheduler=not args.no_scheduler, setup=setup, **options)
     )
 
