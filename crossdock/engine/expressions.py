@@ -68,8 +68,8 @@ class _Functions(jmespath.functions.Functions):
 
     @jmespath.functions.signature({"types": ["number"]}, {"types": ["number"]})
     def _func_fixed(self, n: float, digits: int) -> str:
-        """A number as text with exactly `digits` decimals, rounded half-even on the decimal value
-        (`fixed(\`12.5\`, \`2\`)` → "12.50"): how money goes into most ERP APIs."""
+        """A number as text with exactly `digits` decimals, rounded half-even on its decimal value
+        (fixed(12.5, 2) gives "12.50"): how money goes into most ERP APIs."""
         quantum = Decimal(1).scaleb(-int(digits))
         return str(Decimal(repr(n)).quantize(quantum, rounding=ROUND_HALF_EVEN))
 
