@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -19,6 +21,9 @@ from crossdock.core.migrate import upgrade
 from crossdock.core.settings import Settings
 from crossdock.engine.cli import flows_app, runs_app, worker_command
 from crossdock.flows.cli import template_app
+
+if TYPE_CHECKING:
+    from crossdock.demo.traffic import TrafficConfig
 
 app = typer.Typer(
     name="crossdock",
@@ -102,6 +107,15 @@ def up(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
     port: Annotated[int, typer.Option(help="API port.")] = 8700,
     database: DbOpt = None,
+    rate: Annotated[float, typer.Option(help="Demo: average orders per second.")] = 1.5,
+    traffic: Annotated[bool, typer.Option("--traffic/--no-traffic", help="Demo: run the traffic generator.")] = True,
+    seed: Annotated[int, typer.Option(help="Demo: traffic seed (the same seed replays the same day).")] = 7,
+    day_seconds: Annotated[float, typer.Option(help="Demo: length of one storefront day, in seconds.")] = 240.0,
+    problem_rate: Annotated[float, typer.Option(help="Demo: share of orders with an injected problem.")] = 0.06,
+    sandbox_port: Annotated[int, typer.Option(help="Demo: simulators' port (a free one if taken).")] = 8711,
+    live: Annotated[
+        bool | None, typer.Option("--live/--no-live", help="Demo: live panel (default: when a terminal).")
+    ] = None,
 ) -> None:
     """Run the API, workers and scheduler in one process (embedded mode by default: SQLite in ./.crossdock)."""
     settings = _settings(database)
@@ -109,7 +123,18 @@ def up(
     if host:
         settings.api.host = host
     configure_logging(settings.log_level, json=settings.log_json)
-    run(_serve(build_container(settings), demo=demo, embedded=True))
+    options = None
+    if demo:
+        from crossdock.demo.traffic import TrafficConfig
+
+        options = DemoOptions(
+            traffic=TrafficConfig(rate=rate, seed=seed, day_seconds=day_seconds, problem_rate=problem_rate)
+            if traffic
+            else None,
+            sandbox_port=sandbox_port,
+            live=console.is_terminal if live is None else live,
+        )
+    run(_serve(build_container(settings), demo=demo, embedded=True, demo_options=options))
 
 
 @app.command()
@@ -127,7 +152,17 @@ def api(
     run(_serve(build_container(settings), demo=False, embedded=False))
 
 
-async def _serve(container: Container, *, demo: bool, embedded: bool) -> None:
+@dataclass
+class DemoOptions:
+    """What `up --demo` runs beside the API: traffic (None: off), the sandbox port, the live panel."""
+
+    traffic: TrafficConfig | None
+    sandbox_port: int = 8711
+    live: bool = False
+
+
+async def _serve(container: Container, *, demo: bool, embedded: bool, demo_options: DemoOptions | None = None) -> None:
+    from crossdock.demo.runner import DemoRuntime, quiet_clients, redirect_logs
     from crossdock.demo.seed import seed_demo
     from crossdock.web.app import Hook, create_app
 
@@ -135,6 +170,7 @@ async def _serve(container: Container, *, demo: bool, embedded: bool) -> None:
     await upgrade(container.db.engine)
     url = f"http://{settings.api.host}:{settings.api.port}"
     console.print(f"[bold]Crossdock {__version__}[/] on {container.db.dialect} — API {url}  (docs: {url}/docs)")
+    runtime: DemoRuntime | None = None
     if demo:
         seeded = await seed_demo(container)
         table = Table(title="Demo tokens (valid 30 days; new ones are issued on every start)", header_style="bold")
@@ -144,6 +180,27 @@ async def _serve(container: Container, *, demo: bool, embedded: bool) -> None:
             table.add_row(role, token)
         console.print(table)
         console.print(f'Try: curl -H "Authorization: Bearer {seeded.tokens["partner_admin"]}" {url}/v1/merchants')
+        options = demo_options or DemoOptions(traffic=None)
+        quiet_clients()
+        api_url = (
+            f"http://{'127.0.0.1' if settings.api.host in ('0.0.0.0', '::') else settings.api.host}:{settings.api.port}"
+        )
+        runtime = DemoRuntime(
+            container, seeded, api_url, options.traffic, sandbox_port=options.sandbox_port, live=options.live,
+            console=console,
+        )  # fmt: skip
+        world = await runtime.prepare()
+        console.print(f"Simulators on {world.sandbox_url} (/shopify, /businesscentral, /netsuite, /shipstation)")
+        for name, why in sorted(world.skipped.items()):
+            console.print(f"[yellow]not in the demo:[/] {name}: {why}")
+        if options.traffic is not None:
+            console.print(
+                f"Traffic: ~{options.traffic.rate:g} orders/s (seed {options.traffic.seed}); stop with Ctrl-C"
+            )
+        if options.live:
+            log_file = settings.home / "demo.log"
+            console.print(f"Logs go to {log_file} while the live panel runs.")
+            redirect_logs(log_file)
     from crossdock.engine.runtime import start_embedded, stop_embedded
 
     startup: list[Hook] = [start_embedded] if embedded else []
@@ -153,9 +210,15 @@ async def _serve(container: Container, *, demo: bool, embedded: bool) -> None:
         app_, host=settings.api.host, port=settings.api.port, log_config=None, access_log=False, lifespan="on"
     )
     server = uvicorn.Server(config)
+    demo_task = asyncio.create_task(runtime.run(server)) if runtime is not None else None
     try:
         await server.serve()
     finally:
+        if demo_task is not None:
+            demo_task.cancel()
+            await asyncio.gather(demo_task, return_exceptions=True)
+        if runtime is not None:
+            await runtime.stop()
         await container.close()
 
 
