@@ -1,23 +1,17 @@
-"""Crossdock as a system under test -- THE PLUG-IN POINT (the lead finishes it).
-
-Registered only when :data:`ENABLED` is true (or ``BENCH_CROSSDOCK=1``) *and*
-``import crossdock.engine`` succeeds, so the harness runs without the engine. Three systems: ``crossdock_sqlite`` (1 worker, temp SQLite
-file), ``crossdock_pg_1w`` and ``crossdock_pg_2w`` (fresh PostgreSQL database
-``bench_crossdock`` per run, 1 or 2 workers).
+"""Crossdock as a system under test: `crossdock_sqlite`, `crossdock_pg_1w`, `crossdock_pg_2w`.
 
 Per run the harness calls :meth:`CrossdockSystem.launch`, which:
 
-1. creates fresh storage and exports ``CROSSDOCK_DATABASE_URL``;
-2. runs ``crossdock db upgrade``;                                  (TODO lead: confirm)
-3. runs the flow setup command (:data:`SETUP_CMD`), which must register
-   Shopify webhook intake (secret = ``ctx.secret``) -> map step -> HTTP POST
-   action to ``ctx.erp_url`` with an ``Idempotency-Key`` header, and print the
-   connection id (last stdout line, or JSON ``{"connection_id": ...}``); (TODO lead)
+1. creates fresh storage (a temp SQLite file, or the PostgreSQL database ``bench_crossdock``
+   dropped and recreated) and exports ``CROSSDOCK_DATABASE_URL`` and a fresh master key;
+2. runs ``crossdock db upgrade``;
+3. runs ``crossdock_setup.py``, which configures a merchant, its Shopify connection (secret =
+   ``ctx.secret``) and a published flow — Shopify webhook trigger → JMESPath map →
+   ``http.request`` POST to ``ctx.erp_url`` with an ``Idempotency-Key`` — and prints the connection id;
 4. spawns ``crossdock api --host 127.0.0.1 --port P`` and N x ``crossdock worker``;
-                                                                    (TODO lead: confirm)
 5. posts to ``{api}/hooks/shopify/{connection_id}``.
 
-The contract the flow must meet is in ``docs/benchmark.md`` ("Plug-in contract").
+The contract the flow meets is in ``docs/benchmark.md`` ("Plug-in contract").
 """
 
 from __future__ import annotations
@@ -29,9 +23,7 @@ from pathlib import Path
 
 from .systems import PYTHON, ProcSystem, RunContext, pg_available, pg_recreate, pg_settings
 
-# --- TODO(lead): the commands, as argument lists after `crossdock` ------------------
-# Flip ENABLED once the commands below are real (or export BENCH_CROSSDOCK=1 to try them):
-# until then the Crossdock systems are not registered, so `make bench-smoke` stays green.
+# --- The commands, as argument lists after `crossdock` (ENABLED=False hides the three systems) ---
 ENABLED = True
 CLI = [str(Path(PYTHON).parent / "crossdock")]  # the venv's console script
 UPGRADE_CMD = ["db", "upgrade"]

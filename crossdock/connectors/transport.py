@@ -182,3 +182,26 @@ def _too_large(request: httpx.Request, status: int, size: int, limit: int, syste
         status=status,
         vendor_code="response_too_large",
     )
+
+
+def vendor_rejection(
+    vendor: str,
+    system: str,
+    response: httpx.Response,
+    code: str,
+    message: str,
+    kind: FailureKind,
+    category: FailureCategory,
+) -> ConnectorError:
+    """The classified error for a vendor's HTTP ≥ 400 answer, worded the same for every connector."""
+    status = response.status_code
+    return ConnectorError(
+        f"{vendor} rejected {response.request.method} {response.request.url.path} "
+        f"(HTTP {status} {code or 'no code'}): {message}",
+        kind=kind,
+        category=category,
+        system=system,
+        status=status,
+        retry_after=float_header(response, "Retry-After"),
+        vendor_code=code or None,
+    )

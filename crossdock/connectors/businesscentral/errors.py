@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from crossdock.connectors.errors import ConnectorError, FailureCategory, FailureKind
-from crossdock.connectors.transport import float_header
+from crossdock.connectors.transport import float_header, vendor_rejection
 
 SYSTEM = "businesscentral"
 
@@ -46,16 +46,7 @@ def classify_response(response: httpx.Response, body: Any) -> ConnectorError:
     if not message:
         message = response.text[:300] or response.reason_phrase
     kind, category = _classify(status, code, message)
-    return ConnectorError(
-        f"Business Central rejected {response.request.method} {response.request.url.path} "
-        f"(HTTP {status} {code or 'no code'}): {message}",
-        kind=kind,
-        category=category,
-        system=SYSTEM,
-        status=status,
-        retry_after=float_header(response, "Retry-After"),
-        vendor_code=code or None,
-    )
+    return vendor_rejection("Business Central", SYSTEM, response, code, message, kind, category)
 
 
 def _classify(status: int, code: str, message: str) -> tuple[FailureKind, FailureCategory]:

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from crossdock.connectors.errors import ConnectorError, FailureCategory, FailureKind
-from crossdock.connectors.transport import float_header
+from crossdock.connectors.transport import vendor_rejection
 
 SYSTEM = "netsuite"
 
@@ -46,16 +46,7 @@ def classify_response(response: httpx.Response, body: Any) -> ConnectorError:
             (body.get("title") if isinstance(body, dict) else None) or response.text[:300] or response.reason_phrase
         )
     kind, category = _classify(status, code, detail)
-    return ConnectorError(
-        f"NetSuite rejected {response.request.method} {response.request.url.path} "
-        f"(HTTP {status} {code or 'no code'}): {detail}",
-        kind=kind,
-        category=category,
-        system=SYSTEM,
-        status=status,
-        retry_after=float_header(response, "Retry-After"),
-        vendor_code=code or None,
-    )
+    return vendor_rejection("NetSuite", SYSTEM, response, code, detail, kind, category)
 
 
 def _classify(status: int, code: str, detail: str) -> tuple[FailureKind, FailureCategory]:
