@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def pg_available() -> str | None:
     return None
 
 
-class System:
+class System(ABC):
     """Interface of a system under test (see the module docstring)."""
 
     name: str = ""
@@ -115,21 +116,25 @@ class System:
         """Why this system can't run here (missing install, no PG...), or None."""
         return None
 
+    @abstractmethod
     def start(self, ctx: RunContext) -> None:
-        raise NotImplementedError
+        """Start the system's processes for one run."""
 
     def ready(self) -> bool:
         """Extra readiness condition checked before probing (default: none)."""
         return True
 
+    @abstractmethod
     def pids(self) -> list[int]:
-        raise NotImplementedError
+        """Process ids whose CPU and RSS count for this system."""
 
+    @abstractmethod
     def alive(self) -> bool:
-        raise NotImplementedError
+        """Whether every process of the system is still running."""
 
+    @abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Stop every process the harness started for this system."""
 
 
 class ProcSystem(System):
@@ -197,9 +202,9 @@ class ProcSystem(System):
         self._log = open(ctx.log_path, "ab")
         self.launch(ctx)
 
+    @abstractmethod
     def launch(self, ctx: RunContext) -> None:
         """Subclasses: prepare state, ``spawn`` processes, set ``webhook_url``."""
-        raise NotImplementedError
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
