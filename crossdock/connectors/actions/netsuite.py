@@ -1,6 +1,6 @@
 """NetSuite engine actions: item lookup (SuiteQL), customer and sales order upserts by external id,
-closing (cancelling) sales orders, transactions of a period, credit memos, return authorizations and
-transforms.
+closing (cancelling) sales orders, transactions of a period, shipments (item fulfillments), credit
+memos, return authorizations and transforms.
 
 Idempotency: customers and sales orders are `PUT .../eid:{external_id}` upserts. Credit memos and
 return authorizations carry an external id (given, or derived from the step's idempotency key),
@@ -305,6 +305,89 @@ async def list_transactions(ctx: ActionContext, conn: PooledClient, data: Transa
     return TransactionsOut(documents=documents)
 
 
+# -- shipments (item fulfillments) ------------------------------------------------------------------
+# What is and is not verified: the REST record shape read here (`createdFrom`, the `item` sublist with
+# `item`/`quantity`, the generic `package` sublist with `packageTrackingNumber`, `shipMethod` as a
+# reference whose `refName` names the ship item, `shipStatus`) follows NetSuite's REST API browser
+# for itemFulfillment and is what the simulator serves; it has not been run against a live account.
+# Not read: the carrier-specific sublists (`packageUps`, `packageFedEx`, `packageUsps`, whose
+# tracking fields are named per carrier) — accounts shipping through integrated UPS/FedEx labels
+# keep their tracking numbers there, and such fulfillments show no tracking number here.
+class ShipmentsIn(ActionInput):
+    since_days: int = Field(1, ge=0, le=366, description="Fulfillments dated today or up to N days before.")
+
+
+class ShipmentLine(BaseModel):
+    item: str | None = Field(description="The item's name (refName), else its internal id.")
+    quantity: float
+
+
+class NsShipment(BaseModel):
+    id: str
+    tran_id: str | None
+    date: str | None
+    sales_order_id: str | None
+    order_id: str | None = Field(description="The created-from sales order's externalId (the Shopify order id).")
+    tracking_number: str | None = Field(description="The first package's tracking number.")
+    tracking_numbers: list[str]
+    carrier: str | None = Field(description="`shipMethod` (the ship item's name), else None.")
+    lines: list[ShipmentLine]
+
+
+class ShipmentsOut(ActionOutput):
+    shipments: list[NsShipment]
+
+
+_NOT_SHIPPED = {"A", "B", "Picked", "Packed"}  # shipStatus A = Picked, B = Packed, C = Shipped
+
+
+async def get_shipments(ctx: ActionContext, conn: PooledClient, data: ShipmentsIn) -> ShipmentsOut:
+    """Item fulfillments dated since N days ago (SuiteQL), each read with its sublists and its sales order."""
+    ns = _ns(conn)
+    since = (datetime.now(UTC).date() - timedelta(days=data.since_days)).strftime("%Y-%m-%d")
+    query = (
+        "SELECT id FROM transaction "  # noqa: S608 - no input
+        f"WHERE type = 'ItemShip' AND trandate >= {sql_string(since)} ORDER BY id"
+    )
+    ids = [str(row["id"]) async for row in ns.suiteql(query)]
+    order_ids: dict[str, str | None] = {}
+    shipments = []
+    for ident in ids:
+        record = await ns.get("itemFulfillment", ident, expand_sub_resources=True)
+        if _ref_id(record.get("shipStatus")) in _NOT_SHIPPED:
+            continue  # picked or packed, not shipped yet
+        source = _ref_id(record.get("createdFrom"))
+        if source is not None and source not in order_ids:
+            order_ids[source] = (await ns.get("salesOrder", source)).get("externalId")
+        packages = ((record.get("package") or {}).get("items")) or []
+        tracking = [str(p["packageTrackingNumber"]) for p in packages if p.get("packageTrackingNumber")]
+        ship_method = record.get("shipMethod")
+        carrier = ship_method.get("refName") if isinstance(ship_method, dict) else ship_method
+        lines = [
+            ShipmentLine(
+                item=(line.get("item") or {}).get("refName") or (line.get("item") or {}).get("id"),
+                quantity=_float(line.get("quantity")) or 0.0,
+            )
+            for line in ((record.get("item") or {}).get("items")) or []
+        ]
+        shipments.append(
+            NsShipment(
+                id=str(record["id"]), tran_id=record.get("tranId"), date=record.get("tranDate"),
+                sales_order_id=source, order_id=order_ids.get(source) if source else None,
+                tracking_number=tracking[0] if tracking else None, tracking_numbers=tracking,
+                carrier=str(carrier) if carrier else None, lines=lines,
+            )
+        )  # fmt: skip
+    return ShipmentsOut(shipments=shipments)
+
+
+def _ref_id(value: Any) -> str | None:
+    """The id of a reference (`{"id", "refName"}`) or a plain value."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return None if value in (None, "") else str(value)
+
+
 # -- created records (credit memo, RMA) ----------------------------------------------------------------
 class CreatedTransactionIn(TransactionIn):
     external_id: str | None = Field(
@@ -385,6 +468,11 @@ ACTIONS = [
     ConnectorAction(
         "netsuite.list_transactions", SYSTEM, TransactionsIn, TransactionsOut, list_transactions, "pure read",
         "Sales orders and credit memos of the last N days (payout reconciliation).", effect=False,
+    ),
+    ConnectorAction(
+        "netsuite.get_shipments", SYSTEM, ShipmentsIn, ShipmentsOut, get_shipments, "pure read",
+        "Item fulfillments of the last N days with their sales order's external id, lines and package "
+        "tracking numbers.", effect=False,
     ),
     ConnectorAction(
         "netsuite.create_credit_memo", SYSTEM, CreatedTransactionIn, RecordOut, create_credit_memo,

@@ -2,7 +2,8 @@
 
 Idempotency: reads are pure; `update_variant` sets an absolute price; `update_order` merges by attribute name and tag (a replay changes
 nothing); `set_inventory` sets an absolute level; `create_fulfillment` recognises its earlier
-fulfillment by tracking number; `create_refund` marks the refund note with a digest of its key and
+fulfillment by tracking number (without one, `already_fulfilled: skip` answers a fulfilled order's
+fulfillment); `create_refund` marks the refund note with a digest of its key and
 finds it again. `adjust_inventory` is relative: the engine's effect ledger is its only guard.
 """
 
@@ -153,6 +154,12 @@ class FulfillmentIn(OrderRef):
     tracking_url: str | None = Field(None, max_length=2000)
     notify_customer: bool = False
     line_items: list[LineQuantity] | None = Field(None, description="Lines to fulfil; default: all that remain.")
+    already_fulfilled: Literal["fail", "skip"] | None = Field(
+        None,
+        description="When nothing is left to fulfil: `fail` (default, fulfillment_state) or `skip` — answer the "
+        "order's latest successful fulfillment (created false) if the order is fulfilled. `skip` is how a "
+        "shipment without tracking (Business Central) is exported once: it cannot be recognised by tracking.",
+    )
 
 
 class FulfillmentOut(ActionOutput):
@@ -196,6 +203,14 @@ async def create_fulfillment(ctx: ActionContext, conn: PooledClient, data: Fulfi
                 )  # fmt: skip
     wanted = None if data.line_items is None else {li.line_item_id: li.quantity for li in data.line_items}
     groups = _fulfillment_groups(await shop.get_fulfillment_orders(data.order_id), wanted)
+    if not groups and data.already_fulfilled == "skip":
+        order = await shop.get_order(data.order_id)
+        done = [f for f in order.get("fulfillments") or [] if f.get("status") == "success"]
+        if order.get("fulfillment_status") == "fulfilled" and done:
+            return FulfillmentOut(
+                fulfillment_id=int(done[-1]["id"]), order_id=data.order_id, status=done[-1].get("status"),
+                tracking_number=done[-1].get("tracking_number"), created=False,
+            )  # fmt: skip
     if not groups:
         raise ConnectorError(
             f"Shopify order {data.order_id} has nothing left to fulfil (no open fulfillment order lines).",
@@ -339,8 +354,9 @@ ACTIONS = [
     ),
     ConnectorAction(
         "shopify.create_fulfillment", SYSTEM, FulfillmentIn, FulfillmentOut, create_fulfillment,
-        "order id + tracking number (an existing fulfillment with that tracking number is returned)",
-        "Fulfil an order's open fulfillment orders with tracking.",
+        "order id + tracking number (an existing fulfillment with that tracking number is returned); without "
+        "tracking, `already_fulfilled: skip` returns a fulfilled order's latest fulfillment",
+        "Fulfil an order's open fulfillment orders, with tracking when given.",
     ),
     ConnectorAction(
         "shopify.create_refund", SYSTEM, RefundIn, RefundOut, create_refund,

@@ -80,14 +80,15 @@ async def _dispatch(
         record = store.create(account, record_type, _object(await _body(settings, request)))
         return _created(f"{base}/record/v1/{record_type}/{record['id']}")
     ident = parts[3]
-    if len(parts) == 5 and parts[4] == "item" and method == "GET":
+    if len(parts) == 5 and parts[4] in ("item", "package") and method == "GET":
         record = store.get(account, record_type, ident)
-        return _json(200, {"links": [], **record.get("item", {"items": []})})
+        return _json(200, {"links": [], **record.get(parts[4], {"items": []})})
     if len(parts) == 6 and parts[4] == "!transform":
         if method != "POST":
             raise NSError(405, "INVALID_REQUEST", "Transforms are invoked with POST.")
         source = store.get(account, record_type, ident)
-        created = store.transform(account, record_type, source, parts[5])
+        changes = _object(await _body(settings, request))
+        created = store.transform(account, record_type, source, parts[5], changes)
         return _created(f"{base}/record/v1/{parts[5]}/{created['id']}")
     if len(parts) != 4:
         raise NSError(404, "NONEXISTENT_ID", f"Resource '{path}' does not exist.")
@@ -254,8 +255,9 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int | 
 def _public(record: dict[str, Any], self_href: str, expand: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"links": [{"rel": "self", "href": self_href}]}
     out.update({k: v for k, v in record.items() if not k.startswith("_")})
-    if "item" in out and not expand:
-        out["item"] = {"links": [{"rel": "self", "href": f"{self_href}/item"}]}
+    for sublist in ("item", "package"):  # sublists are links unless expandSubResources=true
+        if sublist in out and not expand:
+            out[sublist] = {"links": [{"rel": "self", "href": f"{self_href}/{sublist}"}]}
     return out
 
 

@@ -47,6 +47,11 @@ KNOWN_FIELDS = {
 }
 LINE_FIELDS = {"item", "quantity", "rate", "amount", "description", "line", "location", "price", "taxCode"}
 LINE_FIELDS |= {"isClosed"}  # closing every line of a sales order closes (cancels) it
+# Body fields only some transaction types have. An item fulfillment's `package` sublist (the
+# generic one; NetSuite also has carrier-specific packageUps/packageFedEx/packageUsps sublists, not
+# modelled) carries the tracking numbers.
+RECORD_FIELDS: dict[str, frozenset[str]] = {"itemFulfillment": frozenset({"package"})}
+PACKAGE_FIELDS = frozenset({"packageTrackingNumber", "packageWeight", "packageDescr"})
 
 
 class NSSettings(BaseModel):
@@ -116,6 +121,20 @@ class Account:
 
     def table(self, record_type: str) -> dict[str, dict[str, Any]]:
         return self.records.setdefault(record_type, {})
+
+
+def _check_packages(value: Any) -> None:
+    """An item fulfillment's `package` sublist: `{"items": [{packageTrackingNumber, packageWeight, packageDescr}]}`."""
+    lines = value.get("items") if isinstance(value, dict) else None
+    if not isinstance(lines, list):
+        raise user_error('Invalid sublist: package must be {"items": [...]}.', "package")
+    for index, line in enumerate(lines):
+        path = f"package.items[{index}]"
+        if not isinstance(line, dict):
+            raise user_error("Invalid sublist line.", path)
+        unknown = set(line) - PACKAGE_FIELDS
+        if unknown:
+            raise NSError(400, "INVALID_CONTENT", f"Invalid field name: {sorted(unknown)[0]}.", path=path)
 
 
 def _dec(value: Any, path: str) -> Decimal:
@@ -197,7 +216,15 @@ class RecordStore:
     def delete(self, account: Account, record_type: str, record: dict[str, Any]) -> None:
         del account.table(record_type)[record["id"]]
 
-    def transform(self, account: Account, source_type: str, source: dict[str, Any], target: str) -> dict[str, Any]:
+    def transform(
+        self,
+        account: Account,
+        source_type: str,
+        source: dict[str, Any],
+        target: str,
+        changes: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """`!transform`; body fields of the request (except the `item` sublist) are set on the new record."""
         if target not in TRANSFORMS.get(source_type, set()):
             raise NSError(
                 400,
@@ -215,6 +242,7 @@ class RecordStore:
                 "items": [{k: v for k, v in line.items() if k in LINE_FIELDS} for line in source["item"]["items"]]
             },
         }
+        body.update({k: v for k, v in (changes or {}).items() if k != "item"})
         created = self.create(account, target, body)
         if done_flag:
             source[f"_{done_flag}"] = True
@@ -228,6 +256,9 @@ class RecordStore:
     # -- rules -----------------------------------------------------------------------------------
     def _check_fields(self, record_type: str, body: dict[str, Any]) -> None:
         known = KNOWN_FIELDS["transaction" if record_type in TRANSACTIONS else record_type]
+        known = known | RECORD_FIELDS.get(record_type, frozenset())
+        if "package" in known and "package" in body:
+            _check_packages(body["package"])
         for name in body:
             if name in READ_ONLY:
                 raise user_error(f"You cannot set the value of field {name}; it is read-only.", name)

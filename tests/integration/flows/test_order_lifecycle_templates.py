@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from crossdock.connectors.sandbox.businesscentral_actions import ship_and_invoice
 from crossdock.connectors.sandbox.shopify_fulfillment import create_refund
 from crossdock.connectors.sandbox.shopify_orders import make_order
 
-from .conftest import ERPS, ORDER, VARIANTS, Desk, case_summary
+from .conftest import COMPANY, ERPS, NS_ACCOUNT, ORDER, VARIANTS, Desk, case_summary
 
 ORDER_ID = int(ORDER["id"])
 CUSTOMER = {"displayName": "Mia Smith", "email": ORDER["email"]}
@@ -323,3 +324,58 @@ async def test_shipment_naming_no_order_is_a_validation_case(desk: Desk) -> None
     assert status == "needs_attention"
     assert case_summary(await desk.case_of(run_id)) == ("validation", "medium", "operations", "ship[0].shipment")
     assert desk.sandbox.shopify.shop().order(ORDER_ID)["fulfillments"] == []
+
+
+# -- fulfillment_export (ERP) -------------------------------------------------------------------------
+def shopify_fulfillments(desk: Desk) -> list[tuple[Any, Any, str, bool]]:
+    order = desk.sandbox.shopify.shop().order(ORDER_ID)
+    return [
+        (f["tracking_number"], f["tracking_company"], f["status"], f["notify_customer"]) for f in order["fulfillments"]
+    ]
+
+
+async def test_netsuite_item_fulfillment_becomes_a_shopify_fulfillment_with_its_tracking(desk: Desk) -> None:
+    await imported(desk, "netsuite")
+    ns = desk.sandbox.netsuite
+    [order] = desk.ns_records("salesOrder")
+    ns.store.transform(
+        ns.account(NS_ACCOUNT), "salesOrder", order, "itemFulfillment",
+        {"shipMethod": {"id": "4", "refName": "UPS Ground"}, "package": {"items": [{"packageTrackingNumber": "1ZNS1"}]}},
+    )  # fmt: skip
+    inst = await desk.instance(
+        "fulfillment_export", {"storefront": "shopify", "erp": "netsuite"}, source="erp", erp="netsuite",
+        carrier_map={"UPS Ground": "UPS"},
+    )  # fmt: skip
+
+    first, status = await desk.run(inst, {"lookback_days": 1})
+    again, again_status = await desk.run(inst, {"lookback_days": 1})  # the next scheduled run: nothing new
+
+    assert (status, again_status) == ("succeeded", "succeeded"), (await desk.get_run(first)).error
+    assert shopify_fulfillments(desk) == [("1ZNS1", "UPS", "success", True)]
+    assert desk.sandbox.shopify.shop().order(ORDER_ID)["fulfillment_status"] == "fulfilled"
+    output = {"fulfilled": [{"order": str(ORDER_ID), "tracking": "1ZNS1"}]}
+    assert (await desk.get_run(first)).output == output
+    assert (await desk.get_run(again)).output == output
+    assert await desk.case_count() == 0
+
+
+async def test_business_central_shipment_becomes_one_shopify_fulfillment_without_tracking(desk: Desk) -> None:
+    """API v2.0 `salesShipments` carry no tracking number: the order is fulfilled (and the customer
+    notified) without tracking, exactly once across scheduled runs."""
+    await imported(desk, "businesscentral")
+    store = desk.sandbox.businesscentral.store
+    [order] = desk.bc_records("salesOrders")
+    ship_and_invoice(store, store.company(COMPANY), order["id"])  # what posting in BC does
+    inst = await desk.instance(
+        "fulfillment_export", {"storefront": "shopify", "erp": "businesscentral"}, source="erp", erp="businesscentral"
+    )
+
+    first, status = await desk.run(inst, {"lookback_days": 1})
+    again, again_status = await desk.run(inst, {"lookback_days": 1})  # the next scheduled run: nothing new
+
+    assert (status, again_status) == ("succeeded", "succeeded"), (await desk.get_run(first)).error
+    assert shopify_fulfillments(desk) == [(None, None, "success", True)]
+    assert desk.sandbox.shopify.shop().order(ORDER_ID)["fulfillment_status"] == "fulfilled"
+    assert (await desk.get_run(first)).output == {"fulfilled": [{"order": str(ORDER_ID), "tracking": None}]}
+    assert (await desk.get_run(again)).output == {"fulfilled": [{"order": str(ORDER_ID), "tracking": None}]}
+    assert await desk.case_count() == 0
