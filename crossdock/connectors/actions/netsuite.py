@@ -112,13 +112,23 @@ class FindItemsIn(ActionInput):
     require_all: bool = Field(True, description="Fail with sku_not_found when any SKU is unknown or inactive.")
 
 
+class NsItemLocation(BaseModel):
+    available: float = Field(description="quantityAvailable at the location (on hand less committed).")
+    on_hand: float = Field(description="quantityOnHand at the location.")
+
+
 class NsItem(BaseModel):
     id: str
+    number: str = Field(description="The SKU as matched (`itemid` or `externalid`, per `match`).")
     itemid: str | None
     externalid: str | None
     displayname: str | None
     baseprice: float | None
     inactive: bool
+    inventory: float = Field(0.0, description="quantityAvailable summed over the item's locations.")
+    locations: dict[str, NsItemLocation] = Field(
+        default_factory=dict, description="Location internal id → quantities (SuiteQL inventoryItemLocations)."
+    )
 
 
 class FindItemsOut(ActionOutput):
@@ -142,6 +152,7 @@ async def find_items(ctx: ActionContext, conn: PooledClient, data: FindItemsIn) 
             price = row.get("baseprice")
             items[key] = NsItem(
                 id=str(row["id"]),
+                number=key,
                 itemid=row.get("itemid"),
                 externalid=row.get("externalid"),
                 displayname=row.get("displayname"),
@@ -158,7 +169,33 @@ async def find_items(ctx: ActionContext, conn: PooledClient, data: FindItemsIn) 
             vendor_code="item_not_found",
             details={"missing": missing},
         )
+    await _item_quantities(ns, items)
     return FindItemsOut(items=items, missing=missing)
+
+
+def _qty(value: Any) -> float:
+    return float(value) if value not in (None, "") else 0.0  # SuiteQL leaves zero quantities empty
+
+
+async def _item_quantities(ns: NetSuiteClient, items: dict[str, NsItem]) -> None:
+    """Per-location quantities of the found items (SuiteQL `inventoryItemLocations`); `inventory` is their sum."""
+    by_id = {item.id: item for item in items.values()}
+    ids = sorted(by_id)
+    for start in range(0, len(ids), SUITEQL_CHUNK):
+        values = ", ".join(sql_string(i) for i in ids[start : start + SUITEQL_CHUNK])
+        query = (
+            "SELECT item, location, quantityavailable, quantityonhand FROM inventoryitemlocations "  # noqa: S608 - quoted
+            f"WHERE item IN ({values})"
+        )
+        async for row in ns.suiteql(query):
+            item = by_id.get(str(row.get("item")))
+            if item is None or row.get("location") in (None, ""):
+                continue
+            available = _qty(row.get("quantityavailable"))
+            item.locations[str(row["location"])] = NsItemLocation(
+                available=available, on_hand=_qty(row.get("quantityonhand"))
+            )
+            item.inventory += available
 
 
 # -- upserts by external id -------------------------------------------------------------------------

@@ -82,6 +82,30 @@ class NetSuiteSimulator:
     def seed_items(self, account_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self.store.seed(self.account(account_id), "inventoryItem", rows)
 
+    def set_item_quantity(
+        self,
+        account_id: str,
+        item: str,
+        location_id: str,
+        available: float,
+        *,
+        on_hand: float | None = None,
+        location_name: str | None = None,
+    ) -> dict[str, Any]:
+        """Set an item's quantities at one location (its `locations` sublist line, added if missing).
+
+        `item` is an internal id or `eid:{externalId}`; `on_hand` defaults to `available`.
+        """
+        record = self.store.get(self.account(account_id), "inventoryItem", item)
+        lines = record.setdefault("locations", {"items": []}).setdefault("items", [])
+        line = next((li for li in lines if (li.get("location") or {}).get("id") == str(location_id)), None)
+        if line is None:
+            line = {"location": {"id": str(location_id), "refName": location_name or str(location_id)}}
+            lines.append(line)
+        line.update(quantityAvailable=available, quantityOnHand=available if on_hand is None else on_hand)
+        record["lastModifiedDate"] = self.store.stamp()
+        return record
+
     def seed_records(self, account_id: str, record_type: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if record_type not in RECORD_TYPES:
             raise KeyError(record_type)

@@ -31,6 +31,9 @@ SUITEQL_TABLES: dict[str, set[str]] = {
     "customer": {"id", "entityid", "externalid", "companyname", "email", "phone", "creditlimit", "balance"}
     | {"isinactive", "datecreated", "lastmodifieddate"},
     "item": {"id", "itemid", "externalid", "displayname", "itemtype", "baseprice", "isinactive", "lastmodifieddate"},
+    # Per item and location quantities (SuiteQL's `inventoryItemLocations`), served from the
+    # inventoryItem records' `locations` sublist; `location` is the location's internal id.
+    "inventoryitemlocations": {"item", "location", "quantityavailable", "quantityonhand"},
 }
 
 
@@ -161,7 +164,7 @@ def _suiteql(store: RecordStore, settings: NSSettings, account: Account, request
     rows = _suiteql_rows(account, query.table)
     if query.where is not None:
         rows = [r for r in rows if query.where(r)]
-    rows = sort_rows(rows, query.order) if query.order else sorted(rows, key=lambda r: int(r["id"]))
+    rows = sort_rows(rows, query.order) if query.order else sorted(rows, key=_default_order)
     items: list[dict[str, Any]] = [
         {
             "links": [],
@@ -193,6 +196,16 @@ def _suiteql_rows(account: Account, table: str) -> list[dict[str, Any]]:
             }
             for i in account.table("inventoryItem").values()
         ]  # fmt: skip
+    if table == "inventoryitemlocations":
+        return [
+            {
+                "item": i["id"], "location": _ref_id(line.get("location")),
+                "quantityavailable": line.get("quantityAvailable"),
+                "quantityonhand": line.get("quantityOnHand"),
+            }
+            for i in account.table("inventoryItem").values()
+            for line in _sublist(i.get("locations"))
+        ]  # fmt: skip
     rows = []
     for record_type, (code, _) in TRANSACTIONS.items():
         for t in account.table(record_type).values():
@@ -207,6 +220,21 @@ def _suiteql_rows(account: Account, table: str) -> list[dict[str, Any]]:
                 }
             )  # fmt: skip
     return rows
+
+
+def _default_order(row: dict[str, Any]) -> tuple[int, ...]:
+    if "id" in row:
+        return (int(row["id"]),)
+    return tuple(int(str(row.get(k) or 0)) if str(row.get(k) or 0).isdigit() else 0 for k in ("item", "location"))
+
+
+def _ref_id(value: Any) -> Any:
+    return value.get("id") if isinstance(value, dict) else value
+
+
+def _sublist(value: Any) -> list[dict[str, Any]]:
+    lines = value.get("items") if isinstance(value, dict) else None
+    return [line for line in lines or [] if isinstance(line, dict)]
 
 
 def _page(request: Request, settings: NSSettings, items: list[dict[str, Any]]) -> dict[str, Any]:

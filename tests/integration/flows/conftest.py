@@ -53,6 +53,7 @@ PRODUCT = make_product(1)
 VARIANTS = PRODUCT["variants"]  # CD-00001-S and CD-00001-M at 43.83
 ORDER = make_order(4, variants=VARIANTS, line_count=2)  # 10% discount, subtotal 78.87, total 93.34
 ERPS = ["businesscentral", "netsuite"]
+NS_MAIN = {"id": "1", "refName": "MAIN"}  # the simulated NetSuite's one stock location
 
 
 async def new_merchant(container: Container, name: str, partner_id: str | None = None) -> tuple[str, str]:
@@ -109,7 +110,13 @@ class Desk:
         ns.seed_items(
             NS_ACCOUNT,
             [
-                {"externalId": n, "itemId": n, "displayName": n, "basePrice": p, "quantityAvailable": 100}
+                {
+                    "externalId": n,
+                    "itemId": n,
+                    "displayName": n,
+                    "basePrice": p,
+                    "locations": {"items": [{"location": NS_MAIN, "quantityAvailable": 100, "quantityOnHand": 100}]},
+                }
                 for n, p in prices.items()
             ],
         )

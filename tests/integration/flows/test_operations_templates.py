@@ -4,15 +4,19 @@ documented failure path."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from crossdock.connectors.sandbox.shopify_orders import DEFAULT_LOCATION_ID, make_order
+from crossdock.core.clock import utcnow
+from crossdock.engine.models import Trigger
+from crossdock.engine.scheduler import Scheduler
 from crossdock.flows.models import FlowInstance
 
-from .conftest import ERPS, ORDER, VARIANTS, Desk, case_summary
+from .conftest import ERPS, NS_ACCOUNT, NS_MAIN, ORDER, VARIANTS, Desk, case_summary
 
 M, S = VARIANTS  # CD-00001-M and CD-00001-S
 ITEM_MAP = {M["sku"]: M["inventory_item_id"], S["sku"]: S["inventory_item_id"]}
@@ -41,6 +45,31 @@ async def test_scheduled_sync_sets_shopify_levels_from_business_central(desk: De
 
     assert status == "succeeded", (await desk.get_run(run_id)).error
     assert (level(desk, M), level(desk, S)) == (7, 100)
+    assert (await desk.get_run(run_id)).output == {"applied": 2, "held": 0, "unmapped": 0}
+
+
+async def test_scheduled_sync_sets_shopify_levels_from_netsuite_quantities(desk: Desk) -> None:
+    desk.seed_ns()
+    netsuite = desk.sandbox.netsuite
+    netsuite.set_item_quantity(NS_ACCOUNT, f"eid:{M['sku']}", NS_MAIN["id"], 7, on_hand=9)
+    netsuite.set_item_quantity(NS_ACCOUNT, f"eid:{S['sku']}", NS_MAIN["id"], 12)
+    netsuite.set_item_quantity(NS_ACCOUNT, f"eid:{S['sku']}", "2", 3, location_name="WEST")
+    inst = await inventory_instance(desk, "netsuite")
+    async with desk.container.db.engine.begin() as conn:  # the cron trigger is due now
+        moved = await conn.execute(
+            update(Trigger)
+            .where(Trigger.flow_id == inst.engine_flow_id, Trigger.kind == "cron")
+            .values(next_fire_at=utcnow() - timedelta(seconds=1))
+        )
+        assert moved.rowcount == 1
+    assert await Scheduler(desk.engine).fire_cron() == 1
+
+    [(run_id, status)] = (await desk.settle()).items()
+
+    assert status == "succeeded", (await desk.get_run(run_id)).error
+    assert (await desk.get_run(run_id)).trigger["kind"] == "cron"
+    # quantityAvailable summed over the item's NetSuite locations, set at the mapped `erp_location`.
+    assert (level(desk, M), level(desk, S)) == (7, 15)
     assert (await desk.get_run(run_id)).output == {"applied": 2, "held": 0, "unmapped": 0}
 
 

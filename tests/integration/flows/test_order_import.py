@@ -7,12 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from crossdock.connectors.sandbox.shopify_orders import make_order
 from crossdock.engine import service as engine_service
+from crossdock.engine.models import Wait
+from crossdock.engine.scheduler import Scheduler
 from crossdock.flows import service
 from crossdock.flows.models import FlowInstance
 from crossdock.flows.schemas import InstanceUpdate
+from tests.integration.engine.conftest import wait_until
 
 from .conftest import COMPANY, ERPS, ORDER, SYSTEM, VARIANTS, Desk, case_summary
 
@@ -162,6 +166,41 @@ async def test_credit_over_limit_waits_and_a_rejection_holds_the_order(desk: Des
     await desk.decide("rejected")
 
     assert await desk.settle() == {run_id: "needs_attention"}
+    case = await desk.case_of(run_id)
+    assert (case.category, case.severity, case.step_path, case.team) == (
+        "credit_hold", "high", "decide.credit_hold", "finance",
+    )  # fmt: skip
+    assert case.message == "Order #1005 is held: 103.34 exceeds the credit limit 100.00 and was not released."
+    assert erp_orders(desk, erp) == []  # nothing reached the ERP
+    assert writeback(desk) == []
+
+
+@pytest.mark.parametrize("erp", ERPS)
+async def test_a_credit_approval_that_times_out_holds_the_order(desk: Desk, erp: str) -> None:
+    if erp == "businesscentral":
+        desk.seed_bc(
+            customers=[{"displayName": "Mia", "email": ORDER["email"], "creditLimit": 100.0, "balanceDue": 10.0}]
+        )
+    else:
+        desk.seed_ns(customers=[{"externalId": CUSTOMER_EID, "companyName": "Mia", "creditLimit": 100, "balance": 10}])
+    inst = await import_instance(desk, erp, approval_timeout_s=1)
+    run_id = await desk.start(inst, ORDER)
+    assert await desk.settle() == {run_id: "waiting"}
+    assert len(await desk.open_approvals()) == 1
+
+    # Nobody decides: once the timeout is due, the scheduler wakes the run (as in production).
+    scheduler = Scheduler(desk.engine)
+
+    async def woken() -> bool:
+        return (await scheduler.tick())["woken"] == 1
+
+    await wait_until(woken, timeout=5.0, interval=0.05)
+    assert await desk.settle() == {run_id: "needs_attention"}
+
+    async with desk.container.db.session(SYSTEM.scope) as s:
+        [wait] = (await s.scalars(select(Wait).where(Wait.run_id == run_id))).all()
+    assert (wait.kind, wait.status) == ("approval", "timed_out")
+    assert await desk.open_approvals() == []
     case = await desk.case_of(run_id)
     assert (case.category, case.severity, case.step_path, case.team) == (
         "credit_hold", "high", "decide.credit_hold", "finance",
