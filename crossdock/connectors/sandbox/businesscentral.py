@@ -26,7 +26,7 @@ from crossdock.connectors.sandbox.businesscentral_actions import ACTIONS
 from crossdock.connectors.sandbox.businesscentral_entities import COMPANY_FIELDS, ENTITIES, LINE_FIELDS, LINE_SETS
 from crossdock.connectors.sandbox.businesscentral_query import ODataQuery, page_records
 from crossdock.connectors.sandbox.businesscentral_state import BCError, BCSettings, Company, CompanyStore
-from crossdock.connectors.sandbox.faults import FaultMiddleware, FaultPlan, FaultState
+from crossdock.connectors.sandbox.faults import FaultMiddleware, FaultState, add_fault_routes
 
 ODATA_JSON = "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8"
 CORRUPTIONS = frozenset({"malformed_json", "missing_fields", "huge", "html_error"})
@@ -396,15 +396,7 @@ def _control_routes(app: FastAPI, sim: BusinessCentralSimulator) -> None:
         sim.reset()
         return {"reset": True}
 
-    @app.post("/_control/faults")
-    async def set_faults(plan: FaultPlan) -> dict[str, Any]:
-        sim.faults.set(plan)
-        return plan.model_dump()
-
-    @app.delete("/_control/faults")
-    async def clear_faults() -> dict[str, bool]:
-        sim.faults.clear()
-        return {"cleared": True}
+    add_fault_routes(app, sim.faults)
 
     @app.post("/_control/corrupt")
     async def corrupt(body: dict[str, Any]) -> dict[str, Any]:

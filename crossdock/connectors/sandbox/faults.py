@@ -97,3 +97,17 @@ async def _respond(send: Any, status: int, body: bytes, headers: dict[str, str])
     raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+def add_fault_routes(app: Any, faults: FaultState) -> None:
+    """`POST /_control/faults` (replace the plan) and `DELETE /_control/faults` (clear it) on `app`."""
+
+    @app.post("/_control/faults")
+    async def set_faults(plan: FaultPlan) -> dict[str, Any]:
+        faults.set(plan)
+        return plan.model_dump()
+
+    @app.delete("/_control/faults")
+    async def clear_faults() -> dict[str, bool]:
+        faults.clear()
+        return {"cleared": True}

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, Response
 
-from crossdock.connectors.sandbox.faults import FaultMiddleware, FaultPlan, FaultState
+from crossdock.connectors.sandbox.faults import FaultMiddleware, FaultState, add_fault_routes
 from crossdock.connectors.sandbox.netsuite_auth import authenticate
 from crossdock.connectors.sandbox.netsuite_records import handle_rest
 from crossdock.connectors.sandbox.netsuite_state import RECORD_TYPES, Account, NSError, NSSettings, RecordStore
@@ -234,15 +234,7 @@ def _control_routes(app: FastAPI, sim: NetSuiteSimulator) -> None:
         sim.reset(keep_accounts=keep_accounts)
         return {"reset": True}
 
-    @app.post("/_control/faults")
-    async def set_faults(plan: FaultPlan) -> dict[str, Any]:
-        sim.faults.set(plan)
-        return plan.model_dump()
-
-    @app.delete("/_control/faults")
-    async def clear_faults() -> dict[str, bool]:
-        sim.faults.clear()
-        return {"cleared": True}
+    add_fault_routes(app, sim.faults)
 
     @app.post("/_control/corrupt")
     async def corrupt_route(body: dict[str, Any]) -> dict[str, int]:
