@@ -24,7 +24,6 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,9 +37,10 @@ from crossdock.connectors.errors import ConnectorError, FailureKind
 from crossdock.connectors.shipstation.webhooks import MAX_BODY_BYTES as SHIPSTATION_MAX_BODY
 from crossdock.connectors.shipstation.webhooks import parse_ship_notify
 from crossdock.connectors.shopify.webhooks import ShopifyWebhook, verify_shopify_webhook
+from crossdock.core.cache import TTLCache
 from crossdock.core.errors import CrossdockError, ErrorCode, NotFound
 from crossdock.engine.core import Engine, VerifiedEvent, engine_of
-from crossdock.engine.intake import Endpoint, IntakeResult, find_endpoints, store_event
+from crossdock.engine.intake import Endpoint, find_endpoints, store_event
 from crossdock.web.deps import ContainerDep
 
 log = logging.getLogger("crossdock.connectors.intake")
@@ -56,6 +56,7 @@ SHOPIFY_KEPT_HEADERS = (
     "x-shopify-api-version",
 )
 METRICS_KEY = "connectors.intake.metrics"
+SHOPIFY_ROUTE = "/hooks/shopify/{connection_id}"
 
 
 class HookRun(BaseModel):
@@ -92,18 +93,18 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing (413) anything over `limit` bytes without reading it all."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise body_too_large(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit)
+            raise body_too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _too_large(limit: int) -> CrossdockError:
+def body_too_large(limit: int) -> CrossdockError:
     return CrossdockError(
         f"The webhook body is larger than the {limit}-byte limit.",
         code=ErrorCode.PAYLOAD_TOO_LARGE,
@@ -129,21 +130,21 @@ def _rejected(exc: ConnectorError) -> CrossdockError:
 # or a connection disabled takes effect within this many seconds; in exchange a webhook costs no
 # database read and no decryption (measured: ~25% of the intake's CPU on PostgreSQL).
 CONNECTION_TTL_S = 5.0
+CONNECTIONS_KEY = "intake.connections"
 
 
 async def _connection(container: Any, connection_id: str, system: str) -> tuple[ConnectionRow, Any, Any]:
-    cache: dict[tuple[str, str], tuple[float, tuple[ConnectionRow, Any, Any]]]
-    cache = container.extras.setdefault("intake.connections", {})
-    now = time.monotonic()
-    hit = cache.get((system, connection_id))
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    try:
-        loaded = await load_connection(container, connection_id, system)
-    except ConnectorError:
-        raise NotFound(f"{system} connection", connection_id) from None
-    cache[(system, connection_id)] = (now + CONNECTION_TTL_S, loaded)
-    return loaded
+    cache: TTLCache[tuple[str, str], tuple[ConnectionRow, Any, Any]] | None = container.extras.get(CONNECTIONS_KEY)
+    if cache is None:
+        cache = container.extras[CONNECTIONS_KEY] = TTLCache(CONNECTION_TTL_S)
+
+    async def load() -> tuple[ConnectionRow, Any, Any]:
+        try:
+            return await load_connection(container, connection_id, system)
+        except ConnectorError:
+            raise NotFound(f"{system} connection", connection_id) from None
+
+    return await cache.get((system, connection_id), load)
 
 
 def _subscribed(endpoint: Endpoint, row: ConnectionRow, topic: str) -> bool:
@@ -154,7 +155,8 @@ def _subscribed(endpoint: Endpoint, row: ConnectionRow, topic: str) -> bool:
 
 async def _store(
     engine: Engine, container: Any, system: str, row: ConnectionRow, topic: str, event: VerifiedEvent
-) -> HookAck:
+) -> dict[str, Any]:
+    """Offer the event to every subscribed endpoint; the acknowledgement body (`HookAck`'s shape)."""
     counter = _counter(container)
     endpoints = [
         e for e in await find_endpoints(engine, verifier=system, connection_id=row.id) if _subscribed(e, row, topic)
@@ -165,15 +167,18 @@ async def _store(
             "webhook ignored: no flow subscribes to its topic",
             extra={"system": system, "connection_id": row.id, "topic": topic, "dedup_key": event.dedup_key},
         )
-        return HookAck(runs=[], duplicate=False, ignored=f"no flow subscribes to topic {topic}")
-    results: list[IntakeResult] = await asyncio.gather(*(store_event(engine, e, event) for e in endpoints))
+        return {"runs": [], "duplicate": False, "ignored": f"no flow subscribes to topic {topic}"}
+    if len(endpoints) == 1:
+        results = [await store_event(engine, endpoints[0], event)]
+    else:
+        results = await asyncio.gather(*(store_event(engine, e, event) for e in endpoints))
     runs = [
-        HookRun(run_id=r.run_id, flow_id=e.flow_id, event_id=r.event_id, duplicate=r.duplicate)
+        {"run_id": r.run_id, "flow_id": e.flow_id, "event_id": r.event_id, "duplicate": r.duplicate}
         for e, r in zip(endpoints, results, strict=True)
     ]
     duplicate = all(r.duplicate for r in results)
     counter.labels(system, "duplicate" if duplicate else "stored").inc()
-    return HookAck(runs=runs, duplicate=duplicate)
+    return {"runs": runs, "duplicate": duplicate}
 
 
 # -- Shopify ----------------------------------------------------------------------------------------
@@ -197,17 +202,27 @@ def _shopify_event(hook: ShopifyWebhook, headers: Mapping[str, str]) -> Verified
     return VerifiedEvent(dedup_key=hook.event_id, payload=hook.payload, headers=kept)
 
 
+async def shopify_delivery(
+    container: Any, connection_id: str, raw_body: bytes, headers: Mapping[str, str]
+) -> dict[str, Any]:
+    """Verify and store one Shopify delivery; the acknowledgement body. Raises mapped CrossdockErrors."""
+    hook, row = await verify_shopify(container, connection_id, raw_body, headers)
+    return await _store(engine_of(container), container, "shopify", row, hook.topic, _shopify_event(hook, headers))
+
+
 @router.post(
-    "/hooks/shopify/{connection_id}",
+    SHOPIFY_ROUTE,
     response_model=HookAck,
     response_model_exclude_none=True,
     summary="Shopify webhook intake for a connection (HMAC-verified, deduplicated by X-Shopify-Event-Id).",
 )
-async def receive_shopify(connection_id: str, request: Request, c: ContainerDep) -> HookAck:
-    """Answered 200 only after the event and its runs are committed; a retried event returns the same runs."""
+async def receive_shopify(connection_id: str, request: Request, c: ContainerDep) -> dict[str, Any]:
+    """Answered 200 only after the event and its runs are committed; a retried event returns the same runs.
+
+    In the served app this path is answered by `ShopifyIntakeRoute` (a bare ASGI route in front of the
+    router, the same code below it); this declaration documents it and serves apps built without it."""
     raw = await read_body(request, c.settings.api.max_body_bytes)
-    hook, row = await verify_shopify(c, connection_id, raw, request.headers)
-    return await _store(engine_of(c), c, "shopify", row, hook.topic, _shopify_event(hook, request.headers))
+    return await shopify_delivery(c, connection_id, raw, request.headers)
 
 
 # -- ShipStation ------------------------------------------------------------------------------------
@@ -217,7 +232,7 @@ async def receive_shopify(connection_id: str, request: Request, c: ContainerDep)
     response_model_exclude_none=True,
     summary="ShipStation webhook intake (secret path token; resource_url must be on the connection's API).",
 )
-async def receive_shipstation(connection_id: str, token: str, request: Request, c: ContainerDep) -> HookAck:
+async def receive_shipstation(connection_id: str, token: str, request: Request, c: ContainerDep) -> dict[str, Any]:
     raw = await read_body(request, SHIPSTATION_MAX_BODY)
     row, config, secrets = await _connection(c, connection_id, "shipstation")
     assert isinstance(config, ShipStationConfig) and isinstance(secrets, ShipStationSecrets)

@@ -24,6 +24,8 @@ import jmespath
 import jmespath.exceptions
 import jmespath.functions
 
+from crossdock.engine.jmes import compile_ast
+
 
 class ExpressionError(ValueError):
     """An expression that does not parse; `message` says where and why."""
@@ -102,10 +104,12 @@ def compile_expression(source: str) -> Evaluator:
     if unknown:
         raise ExpressionError(f"bad expression {source!r}: unknown function(s) {', '.join(unknown)}")
 
-    def evaluate(data: Any) -> Any:
-        return parsed.search(data, options=_OPTIONS)
+    return compile_ast(parsed.parsed, _FUNCTIONS)
 
-    return evaluate
+
+def interpret(source: str, data: Any) -> Any:
+    """The reference: `jmespath`'s own tree interpreter, with our functions (tests compare against it)."""
+    return jmespath.search(source.strip(), data, options=_OPTIONS)
 
 
 def _unknown_functions(node: Any) -> set[str]:

@@ -18,7 +18,6 @@ import asyncio
 import hashlib
 import hmac
 import inspect
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,12 +27,16 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from crossdock.core.cache import TTLCache
 from crossdock.core.clock import utcnow
 from crossdock.core.db import Database
 from crossdock.core.errors import CrossdockError, ErrorCode, NotFound
 from crossdock.core.ids import new_id
 from crossdock.engine.journal import EVENTS, RUNS
 from crossdock.engine.models import Trigger
+
+# Connector routes look their endpoints up on every webhook; a short cache keeps that off the database.
+ENDPOINTS_TTL_S = 1.0
 
 if TYPE_CHECKING:
     from crossdock.engine.core import Engine, VerifiedEvent
@@ -205,37 +208,33 @@ class IntakeBatcher:
 
 
 class EndpointCache:
-    """Webhook endpoints by id, cached for a few seconds (publishing re-points them)."""
+    """Webhook endpoints by id, and the endpoints of a (verifier, connection), cached for a moment
+    (publishing re-points them); concurrent misses share one query (`TTLCache`)."""
 
     def __init__(self, db: Database, ttl: float = 5.0) -> None:
         self.db = db
-        self.ttl = ttl
-        self._items: dict[str, tuple[float, Endpoint | None]] = {}
-        # (verifier, connection id) -> (expires, endpoints), for `find_endpoints`.
-        self.found: dict[tuple[str, str | None], tuple[float, list[Endpoint]]] = {}
+        self.by_id: TTLCache[str, Endpoint | None] = TTLCache(ttl)
+        # (verifier, connection id) -> endpoints, for `find_endpoints`.
+        self.found: TTLCache[tuple[str, str | None], list[Endpoint]] = TTLCache(ENDPOINTS_TTL_S)
 
     async def get(self, endpoint_id: str) -> Endpoint:
-        hit = self._items.get(endpoint_id)
-        if hit is not None and hit[0] > time.monotonic():
-            endpoint = hit[1]
-        else:
-            async with self.db.engine.connect() as conn:
-                row = (
-                    await conn.execute(
-                        select(Trigger).where(
-                            Trigger.id == endpoint_id, Trigger.kind == "webhook", Trigger.enabled.is_(True)
-                        )
-                    )
-                ).first()
-            endpoint = (
-                None
-                if row is None
-                else Endpoint(row.id, row.flow_id, row.version_id, row.partner_id, row.merchant_id, row.config or {})
-            )
-            self._items[endpoint_id] = (time.monotonic() + self.ttl, endpoint)
+        endpoint = await self.by_id.get(endpoint_id, lambda: self._load(endpoint_id))
         if endpoint is None:
             raise NotFound("webhook endpoint", endpoint_id)
         return endpoint
+
+    async def _load(self, endpoint_id: str) -> Endpoint | None:
+        async with self.db.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(Trigger).where(
+                        Trigger.id == endpoint_id, Trigger.kind == "webhook", Trigger.enabled.is_(True)
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        return Endpoint(row.id, row.flow_id, row.version_id, row.partner_id, row.merchant_id, row.config or {})
 
 
 async def store_event(engine: Engine, endpoint: Endpoint, event: VerifiedEvent) -> IntakeResult:
@@ -259,21 +258,14 @@ async def receive_webhook(
     return await store_event(engine, endpoint, verified)
 
 
-# Connector routes look their endpoints up on every webhook; a short cache keeps that off the database.
-# A flow published or disabled within this window still receives (or misses) events for that long.
-ENDPOINTS_TTL_S = 1.0
-
-
 async def find_endpoints(engine: Engine, *, verifier: str, connection_id: str | None = None) -> list[Endpoint]:
-    """Enabled webhook endpoints using `verifier` (and bound to `connection_id`), for connector routes."""
-    key = (verifier, connection_id)
-    now = time.monotonic()
-    cached = engine.endpoints.found.get(key)
-    if cached is not None and cached[0] > now:
-        return cached[1]
-    found = await _find_endpoints(engine, verifier=verifier, connection_id=connection_id)
-    engine.endpoints.found[key] = (now + ENDPOINTS_TTL_S, found)
-    return found
+    """Enabled webhook endpoints using `verifier` (and bound to `connection_id`), for connector routes.
+
+    Cached for `ENDPOINTS_TTL_S`: a flow published or disabled within that window still receives
+    (or misses) events for that long."""
+    return await engine.endpoints.found.get(
+        (verifier, connection_id), lambda: _find_endpoints(engine, verifier=verifier, connection_id=connection_id)
+    )
 
 
 async def _find_endpoints(engine: Engine, *, verifier: str, connection_id: str | None) -> list[Endpoint]:

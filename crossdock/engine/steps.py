@@ -4,7 +4,8 @@ A `RunExecution` walks the compiled definition. A step already journalled (succe
 superseded by a replay) is skipped and its output reused, so a run resumed by another worker
 continues from its last journalled step. Trivial steps (map, condition, log, ...) are buffered and
 journalled together with the next commit; a step with an external effect is committed (with its
-effect-ledger row) before the next step starts. Waiting (timers, events, approvals, sub-flows,
+effect-ledger row) before the next step starts, or together with the run's final update when nothing
+follows it. Waiting (timers, events, approvals, sub-flows,
 retry backoff) ends the execution: the run is parked in the database and holds no task.
 """
 
@@ -114,6 +115,9 @@ class RunExecution:
         self.waits: list[dict[str, Any]] = []
         self.new_runs: list[dict[str, Any]] = []
         self.steps_done = 0
+        # An effect step's journal and ledger rows are committed before the next step starts, or with
+        # the run's final update when it was the last step (one group commit per run, not two).
+        self.effect_pending = False
 
     # -- commits --------------------------------------------------------------------------------
 
@@ -131,6 +135,7 @@ class RunExecution:
             **extra,
         )
         self.journal, self.effects, self.waits, self.new_runs = [], [], [], []
+        self.effect_pending = False  # before awaiting: a concurrent branch may set it again meanwhile
         await self.batcher.submit(op)
 
     def record(
@@ -227,6 +232,8 @@ class RunExecution:
             await self.run_step(step, path, data)
 
     async def run_step(self, step: CompiledStep, path: str, data: dict[str, Any]) -> None:
+        if self.effect_pending:
+            await self.flush()
         handler = getattr(self, f"_step_{step.type}", None) or self._step_custom
         started, t0 = utcnow(), time.perf_counter()
         effect = False
@@ -245,7 +252,7 @@ class RunExecution:
         self.steps_done += 1
         self.engine.metrics.step_latency.labels(type=step.type).observe(time.perf_counter() - t0)
         if effect:
-            await self.flush()
+            self.effect_pending = True
 
     def fail(self, step: CompiledStep, path: str, exc: Exception, started: datetime, t0: float) -> None:
         """Journal a failed attempt, then park for a retry or raise Terminal."""

@@ -12,6 +12,7 @@ from crossdock.bootstrap import Container
 from crossdock.cases.api import router as cases_router
 from crossdock.connections.api import router as connections_router
 from crossdock.connectors.intake_api import router as connector_hooks_router
+from crossdock.connectors.intake_fast import ShopifyIntakeRoute
 from crossdock.engine.api import hooks_router
 from crossdock.engine.api import router as engine_router
 from crossdock.flows.api import router as flows_router
@@ -63,6 +64,8 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    # Inside the request context (ids, limits, metrics), in front of the router: see intake_fast.
+    app.add_middleware(ShopifyIntakeRoute, container=container)
     app.add_middleware(
         RequestContextMiddleware, max_body_bytes=container.settings.api.max_body_bytes, metrics=container.metrics
     )

@@ -257,3 +257,61 @@ async def test_shipstation_hook_token_origin_and_dedup(
     async with container.db.engine.connect() as conn_:
         run_input = (await conn_.execute(select(Run.input))).scalar_one()
     assert run_input == {"resource_url": url, "resource_type": "SHIP_NOTIFY", "connection": conn}
+
+
+# -- the bare ASGI route in front of FastAPI ---------------------------------------------------------
+async def test_fast_route_answers_like_the_declared_route(
+    api: httpx.AsyncClient, container: Container, engine: Engine, merchant: str, shop_conn: str
+) -> None:
+    """The served app answers /hooks/shopify through `ShopifyIntakeRoute`; an app with only the declared
+    FastAPI route must give the same bodies, codes and stored rows (one run for both deliveries)."""
+    from fastapi import FastAPI
+
+    from crossdock.web.errors import install_error_handlers
+
+    await subscribe(container, engine, merchant, "shopify", shop_conn, "orders/create")
+    plain = FastAPI()
+    plain.state.container = container
+    install_error_handlers(plain)
+    plain.include_router(intake_router)
+    transport = httpx.ASGITransport(app=plain)
+    body = orjson.dumps(make_order(7))
+    forged = shopify_headers(body, secret="guess")
+    cases = [
+        (f"/hooks/shopify/{shop_conn}", body, shopify_headers(body, event_id="ev-fast")),
+        (f"/hooks/shopify/{shop_conn}", body, forged),
+        ("/hooks/shopify/con_nope", body, shopify_headers(body)),
+        (f"/hooks/shopify/{shop_conn}", b"{oops", shopify_headers(b"{oops")),
+    ]
+    async with httpx.AsyncClient(transport=transport, base_url="http://plain.test") as declared:
+        for path, content, headers in cases:
+            fast = await api.post(path, content=content, headers=headers)
+            slow = await declared.post(path, content=content, headers=headers)
+            expected = fast.json()
+            if fast.status_code == 200:  # the second delivery of the same event is the duplicate
+                expected = {**expected, "duplicate": True, "runs": [{**expected["runs"][0], "duplicate": True}]}
+            assert (slow.status_code, slow.json()) == (fast.status_code, expected), path
+            assert fast.headers["content-type"] == "application/json"
+            assert fast.headers["x-request-id"]
+    assert await counts(container) == (1, 1)
+    labelled = container.metrics.registry.get_sample_value(
+        "crossdock_http_requests_total",
+        {"method": "POST", "route": "/hooks/shopify/{connection_id}", "status": "200"},
+    )
+    assert labelled == 1.0
+
+
+async def test_fast_route_refuses_a_chunked_body_over_the_limit(
+    api: httpx.AsyncClient, container: Container, engine: Engine, merchant: str, shop_conn: str
+) -> None:
+    await subscribe(container, engine, merchant, "shopify", shop_conn, "orders/create")
+    limit = container.settings.api.max_body_bytes
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the size is only known by reading
+        for _ in range(limit // 65536 + 2):
+            yield b"x" * 65536
+
+    answer = await api.post(f"/hooks/shopify/{shop_conn}", content=chunks(), headers=shopify_headers(b"x"))
+
+    assert (answer.status_code, answer.json()["error"]["code"]) == (413, "payload_too_large")
+    assert await counts(container) == (0, 0)

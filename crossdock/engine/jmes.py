@@ -1,0 +1,195 @@
+"""JMESPath ASTs compiled to Python closures.
+
+`jmespath` parses an expression once, but evaluates it by walking the AST with a visitor that looks
+a method up for every node on every evaluation. On the order workload that walk was a quarter of a
+worker's CPU (docs/performance.md). Here each node of the parsed AST (the `jmespath` package's own
+parser and AST, unchanged) becomes a closure once per flow version, so evaluation is plain nested
+calls. The semantics are `jmespath.visitor.TreeInterpreter`'s, node type by node type, and
+functions still go through `Functions.call_function` (same argument and type checks);
+`tests/unit/engine/test_jmes.py` checks results against the interpreter expression by expression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jmespath.functions
+import jmespath.visitor
+
+# The interpreter's own comparison helpers (jmespath is pinned; the stubs omit private names).
+from jmespath.visitor import _equals, _is_actual_number, _is_comparable  # type: ignore[attr-defined]
+
+Fn = Callable[[Any], Any]
+
+_ORDERING: dict[str, Callable[[Any, Any], bool]] = {
+    "lt": lambda a, b: a < b,
+    "gt": lambda a, b: a > b,
+    "lte": lambda a, b: a <= b,
+    "gte": lambda a, b: a >= b,
+}
+
+
+def _false(value: Any) -> bool:
+    # The interpreter's `_is_false`: equality on purpose (0 and 0.0 are true in JMESPath).
+    return value == "" or value == [] or value == {} or value is None or value is False
+
+
+class _Expression(jmespath.visitor._Expression):  # the name is what `expref` type checks look at
+    """An `&expr` argument: functions call `visit(expression, value)`, which runs the compiled body."""
+
+    def __init__(self, fn: Fn) -> None:
+        self.expression = ""  # unused: `visit` ignores the node it is given
+        self.fn = fn
+
+    def visit(self, node: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(args[0])
+
+
+def compile_ast(node: Any, functions: jmespath.functions.Functions) -> Fn:
+    """A closure computing what `TreeInterpreter(options).visit(node, data)` computes."""
+    kind = node["type"]
+    children = node.get("children", [])
+
+    def sub(i: int) -> Fn:
+        return compile_ast(children[i], functions)
+
+    if kind == "field":
+        name = node["value"]
+
+        def field(value: Any) -> Any:
+            try:
+                return value.get(name)
+            except AttributeError:
+                return None
+
+        return field
+    if kind in ("subexpression", "index_expression", "pipe"):
+        chain = [compile_ast(c, functions) for c in children]
+        if len(chain) == 2:
+            first, second = chain
+            return lambda value: second(first(value))
+
+        def sequence(value: Any) -> Any:
+            for fn in chain:
+                value = fn(value)
+            return value
+
+        return sequence
+    if kind in ("current", "identity"):
+        return lambda value: value
+    if kind == "literal":
+        literal = node["value"]
+        return lambda _value: literal
+    if kind == "key_val_pair":
+        return sub(0)
+    if kind == "comparator":
+        left, right, op = sub(0), sub(1), node["value"]
+        if op == "eq":
+            return lambda value: _equals(left(value), right(value))
+        if op == "ne":
+            return lambda value: not _equals(left(value), right(value))
+        order = _ORDERING[op]
+
+        def compare(value: Any) -> Any:
+            a, b = left(value), right(value)
+            if not (_is_comparable(a) and _is_comparable(b)):
+                return None
+            return order(a, b)
+
+        return compare
+    if kind == "expref":
+        body = sub(0)
+        return lambda _value: _Expression(body)
+    if kind == "function_expression":
+        name, args = node["value"], [compile_ast(c, functions) for c in children]
+        call = functions.call_function
+        return lambda value: call(name, [a(value) for a in args])
+    if kind in ("projection", "filter_projection", "value_projection"):
+        base, each = sub(0), sub(1)
+        keep = sub(2) if kind == "filter_projection" else None
+        values = kind == "value_projection"
+
+        def project(value: Any) -> Any:
+            items = base(value)
+            if values:
+                try:
+                    items = list(items.values())
+                except AttributeError:
+                    return None
+            elif not isinstance(items, list):
+                return None
+            out = []
+            for element in items:
+                if keep is not None and _false(keep(element)):
+                    continue
+                current = each(element)
+                if current is not None:
+                    out.append(current)
+            return out
+
+        return project
+    if kind == "flatten":
+        base = sub(0)
+
+        def flatten(value: Any) -> Any:
+            items = base(value)
+            if not isinstance(items, list):
+                return None
+            out: list[Any] = []
+            for element in items:
+                if isinstance(element, list):
+                    out.extend(element)
+                else:
+                    out.append(element)
+            return out
+
+        return flatten
+    if kind == "index":
+        index = node["value"]
+
+        def at(value: Any) -> Any:
+            if not isinstance(value, list):
+                return None
+            try:
+                return value[index]
+            except IndexError:
+                return None
+
+        return at
+    if kind == "slice":
+        cut = slice(*children)
+        return lambda value: value[cut] if isinstance(value, list) else None
+    if kind == "multi_select_dict":
+        pairs = [(c["value"], compile_ast(c, functions)) for c in children]
+        return lambda value: None if value is None else {k: fn(value) for k, fn in pairs}
+    if kind == "multi_select_list":
+        items = [compile_ast(c, functions) for c in children]
+        return lambda value: None if value is None else [fn(value) for fn in items]
+    if kind == "or_expression":
+        left, right = sub(0), sub(1)
+
+        def either(value: Any) -> Any:
+            matched = left(value)
+            return right(value) if _false(matched) else matched
+
+        return either
+    if kind == "and_expression":
+        left, right = sub(0), sub(1)
+
+        def both(value: Any) -> Any:
+            matched = left(value)
+            return matched if _false(matched) else right(value)
+
+        return both
+    if kind == "not_expression":
+        inner = sub(0)
+
+        def negate(value: Any) -> Any:
+            result = inner(value)
+            if _is_actual_number(result) and result == 0:
+                return False  # !0 is false: 0 is not special in JMESPath
+            return not result
+
+        return negate
+    raise NotImplementedError(f"JMESPath node type {kind!r}")

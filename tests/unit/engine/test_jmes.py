@@ -1,0 +1,191 @@
+"""Compiled JMESPath (crossdock.engine.jmes) against jmespath's own tree interpreter, on fixed
+documents, on seeded random documents and on every expression the shipped templates contain."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import jmespath.exceptions
+import pytest
+import yaml
+
+from crossdock.connectors.sandbox.shopify_orders import make_order
+from crossdock.engine.expressions import compile_expression, interpret
+
+# Every node type of the jmespath AST, the built-in functions with exprefs, and our own functions.
+EXPRESSIONS = [
+    "a",
+    "a.b.c",
+    "a.b.list[0]",
+    "a.b.list[-1]",
+    "a.b.list[9]",
+    "a.b.list[1:3]",
+    "a.b.list[::-1]",
+    "a.b.list[::2]",
+    "people[*].name",
+    "people[].name",
+    "people[?age > `30`].name",
+    "people[?age >= `30` && name != 'x'].name",
+    "people[?age < `30` || tags].name",
+    "people[?!tags].name",
+    "people[?name == 'Ann'] | [0]",
+    "people[*].[name, age]",
+    "people[*].{n: name, t: tags[0]}",
+    "map.*",
+    "map.*.x",
+    "nested[]",
+    "nested[][]",
+    "a || missing",
+    'missing || `"fallback"`',
+    "a && missing",
+    "!missing",
+    "!zero",
+    "!`0`",
+    "zero == `0`",
+    "flag == `true`",
+    "one == `true`",
+    "`1` == `1.0`",
+    "name < 'b'",
+    "people[0].age > name",
+    "@",
+    "@.a",
+    '`{"k": [1, 2]}`',
+    "'raw string'",
+    "length(people)",
+    "sum(people[].age)",
+    "max_by(people, &age).name",
+    "min_by(people, &age).name",
+    "sort_by(people, &name)[].name",
+    "map(&age, people)",
+    "map(&to_number(@), strings)",
+    "join(', ', people[].name)",
+    "keys(map)",
+    "values(map)",
+    "contains(people[].name, 'Ann')",
+    "to_string(a)",
+    "to_number('12.5')",
+    "not_null(missing, a)",
+    "type(@)",
+    "concat('#', people[0].name, missing)",
+    "lower(people[0].name)",
+    "upper(people[0].name)",
+    "round(`2.345`, `2`)",
+    "coalesce(missing, zero, a)",
+    "add(`1`, `2`)",
+    "subtract(`1`, `2.5`)",
+    "multiply(`3`, `0.1`)",
+    "divide(`1`, `0`)",
+    "fixed(`12.5`, `2`)",
+    "fixed(sum(map(&to_number(@), strings)), `2`)",
+    "str(`3.0`)",
+    "people[].multiply(age, `2`)",
+    "sum(people[].multiply(age, `2`))",
+    "length(missing)",
+    "abs(name)",
+    "sort_by(people, &tags)",
+    "empty || name",
+    "empty && name",
+    "[empty, zero, `[]`, '', `false`, name][?@]",
+    "!empty",
+]
+
+
+def document(rng: random.Random | None = None) -> dict[str, Any]:
+    if rng is None:
+        return {
+            "a": {"b": {"c": 1, "list": [1, 2, 3, 4]}},
+            "name": "Ann",
+            "zero": 0,
+            "one": 1,
+            "flag": True,
+            "people": [
+                {"name": "Ann", "age": 31, "tags": ["x"]},
+                {"name": "Bob", "age": 25, "tags": []},
+                {"name": "Cy", "age": 40},
+            ],
+            "map": {"p": {"x": 1}, "q": {"x": None}, "r": 3},
+            "nested": [[1, [2]], 3, [[4]]],
+            "strings": ["1.25", "2"],
+            "empty": {},
+        }
+    return {
+        key: _random_value(rng, 3) for key in ("a", "name", "zero", "one", "flag", "people", "map", "nested", "empty")
+    }
+
+
+def _random_value(rng: random.Random, depth: int) -> Any:
+    scalars = [None, True, False, 0, 1, -2, 2.5, "", "Ann", "b"]
+    roll = rng.random()
+    if depth == 0 or roll < 0.4:
+        return rng.choice(scalars)
+    if roll < 0.7:
+        return [_random_value(rng, depth - 1) for _ in range(rng.randrange(4))]
+    keys = ["name", "age", "tags", "b", "c", "list", "x"]
+    return {k: _random_value(rng, depth - 1) for k in rng.sample(keys, rng.randrange(0, 4))}
+
+
+def outcome(fn: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        return "value", fn(*args)
+    except (jmespath.exceptions.JMESPathError, TypeError) as exc:
+        return "error", type(exc).__name__
+
+
+@pytest.mark.parametrize("source", EXPRESSIONS)
+def test_compiled_matches_the_interpreter(source: str) -> None:
+    data = document()
+    compiled = compile_expression(source)
+    expected = outcome(interpret, source, data)
+    assert outcome(compiled, data) == expected
+    assert repr(outcome(compiled, data)) == repr(expected)  # same types too (1 vs 1.0, True vs 1)
+
+
+def test_compiled_matches_the_interpreter_on_random_documents() -> None:
+    rng = random.Random(20261124)
+    compiled = {source: compile_expression(source) for source in EXPRESSIONS}
+    compared = 0
+    for _ in range(300):
+        data = document(rng)
+        for source, fn in compiled.items():
+            assert repr(outcome(fn, data)) == repr(outcome(interpret, source, data)), (source, data)
+            compared += 1
+    assert compared == 300 * len(EXPRESSIONS)
+
+
+def _template_expressions() -> list[str]:
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str):
+            if value.startswith("=") and not value.startswith("=="):
+                found.add(value[1:])
+            found.update(m.strip() for m in re.findall(r"\{\{(.*?)\}\}", value, re.S))
+
+    root = Path(__file__).resolve().parents[3] / "crossdock" / "flows" / "templates"
+    for path in sorted(root.glob("*/v*.yaml")):
+        walk(yaml.safe_load(path.read_text()))
+    return sorted(found)
+
+
+def test_every_template_expression_matches_the_interpreter() -> None:
+    sources = _template_expressions()
+    order = make_order(42)
+    data = {
+        "input": order,
+        "trigger": {"kind": "webhook"},
+        "run": {"id": "run_1", "merchant_id": "mer_1"},
+        "steps": {"order": {"total": "10.00", "external_id": "42"}, "tier": {"tier": "manager"}},
+        "config": {"erp": "businesscentral"},
+    }
+    assert len(sources) > 100  # the templates really were read
+    for source in sources:
+        assert repr(outcome(compile_expression(source), data)) == repr(outcome(interpret, source, data)), source
