@@ -16,6 +16,12 @@ class ApiSettings(BaseModel):
         2 * 1024 * 1024, description="Largest accepted request body; larger ones get 413 payload_too_large."
     )
     public_url: str | None = Field(None, description="Externally visible base URL, used in links and webhooks.")
+    opentelemetry: bool = Field(
+        False,
+        description="FastAPI's native OpenTelemetry spans, metrics and logs (through the global providers). "
+        "Off by default: Crossdock exports Prometheus metrics at /metrics, and the check alone cost a "
+        "provider lookup per request (~7% of the webhook intake's CPU).",
+    )
 
 
 class WorkerSettings(BaseModel):
@@ -28,6 +34,11 @@ class WorkerSettings(BaseModel):
         64,
         description="Default most runs in flight per merchant across all workers. Claims are round-robin "
         "across merchants whatever this is; the cap stops one merchant from holding every slot.",
+    )
+    commit_concurrency: int = Field(
+        3,
+        description="Group commits a worker process keeps in flight at once (PostgreSQL; SQLite writes one "
+        "at a time). More overlaps database round trips with execution; each still batches every op queued.",
     )
     embedded_workers: int = Field(1, description="Worker loops `crossdock up` runs in-process.")
     case_sweep_seconds: float = Field(

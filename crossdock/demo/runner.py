@@ -36,7 +36,7 @@ from crossdock.demo.provision import DemoWorld, provision, retire_previous_runs
 from crossdock.demo.seed import DemoTenants
 from crossdock.demo.traffic import TrafficConfig, TrafficGenerator
 from crossdock.engine.core import engine_of
-from crossdock.engine.models import Event
+from crossdock.engine.models import Run
 
 log = logging.getLogger("crossdock.demo")
 # The demo shops are on Shopify Plus (REST bucket 400, 20/s), so a storefront day fits in minutes;
@@ -100,13 +100,13 @@ async def next_order_offset(container: Container) -> int:
     async with container.db.session(Actor.system().scope) as s:
         keys = (
             await s.scalars(
-                select(Event.dedup_key)
-                .where(Event.dedup_key.contains(ORDER_EVENT_PREFIX))
-                .order_by(Event.received_at.desc())
+                select(Run.dedup_key)
+                .where(Run.dedup_key.contains(ORDER_EVENT_PREFIX))
+                .order_by(Run.created_at.desc())
                 .limit(2000)
             )
         ).all()
-    last = max((int(k.rsplit(ORDER_EVENT_PREFIX, 1)[1]) for k in keys), default=ORDER_ID_BASE - 1)
+    last = max((int(k.rsplit(ORDER_EVENT_PREFIX, 1)[1]) for k in keys if k), default=ORDER_ID_BASE - 1)
     return -(-(last + 1 - ORDER_ID_BASE) // 1000) * 1000
 
 

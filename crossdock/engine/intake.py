@@ -1,10 +1,12 @@
 """Webhook and event intake with group commit.
 
-A webhook is acknowledged only after its event and run are committed. Concurrent requests are
-batched: the requests that arrive while one transaction is in flight are written together by the
-next one (a multi-row INSERT of runs with `ON CONFLICT (dedup_key) DO NOTHING ... RETURNING`, then
-one of events), and each request awaits its batch's commit. A duplicate delivery (same dedup key)
-creates nothing and returns the run of the first delivery.
+A webhook is acknowledged only after the run it starts is committed. The run is the stored event:
+its `input` is the verified payload and its `trigger` names the endpoint, an event id and the kept
+headers (the payload is stored once). Concurrent requests are batched: the requests that arrive
+while one write is in flight are written together by the next one, a single multi-row
+`INSERT ... ON CONFLICT (dedup_key) DO NOTHING RETURNING` (on PostgreSQL in autocommit: one round
+trip, atomic as any single statement), and each request awaits its batch's commit. A duplicate
+delivery (same dedup key) creates nothing and returns the run of the first delivery.
 
 Verification is pluggable: `engine.register_webhook_verifier(kind, fn)` with
 `fn(raw_body, headers, endpoint) -> VerifiedEvent`. The built-in `generic` verifier checks an
@@ -26,13 +28,13 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crossdock.core.cache import TTLCache
-from crossdock.core.clock import utcnow
 from crossdock.core.db import Database
 from crossdock.core.errors import CrossdockError, ErrorCode, NotFound
 from crossdock.core.ids import new_id
-from crossdock.engine.journal import EVENTS, RUNS
+from crossdock.engine.journal import RUNS
 from crossdock.engine.models import Trigger
 
 # Connector routes look their endpoints up on every webhook; a short cache keeps that off the database.
@@ -97,6 +99,8 @@ class IntakeBatcher:
 
     def __init__(self, db: Database, *, max_batch: int = 500) -> None:
         self.db = db
+        ins = pg_insert(RUNS) if db.dialect == "postgresql" else sqlite_insert(RUNS)
+        self._insert_stmt = ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(RUNS.c.dedup_key)
         self.max_batch = max_batch
         self._queue: list[_Item] = []
         self._wakeup: asyncio.Event | None = None
@@ -141,7 +145,6 @@ class IntakeBatcher:
     async def _store(self, batch: list[_Item]) -> list[IntakeResult]:
         from crossdock.engine.service import new_run_row
 
-        now = utcnow()
         first: dict[str, dict[str, Any]] = {}
         keys = []
         for item in batch:
@@ -149,50 +152,24 @@ class IntakeBatcher:
             keys.append(dedup)
             if dedup in first:
                 continue
-            event_id = new_id("evt")
             ep = item.endpoint
-            run = new_run_row(
-                ep.flow_id,
-                ep.version_id,
-                ep.partner_id,
-                ep.merchant_id,
-                item.event.payload,
-                {"kind": "webhook", "endpoint_id": ep.id, "event_id": event_id},
-                dedup,
-            )
-            event = {
-                "id": event_id,
-                "trigger_id": ep.id,
-                "dedup_key": dedup,
-                "run_id": run["id"],
-                "payload": item.event.payload,
+            trigger = {
+                "kind": "webhook",
+                "endpoint_id": ep.id,
+                "event_id": new_id("evt"),
                 "headers": item.event.headers,
-                "received_at": now,
-                "partner_id": ep.partner_id,
-                "merchant_id": ep.merchant_id,
             }
-            first[dedup] = {"run": run, "event": event}
-        ins = pg_insert(RUNS) if self.db.dialect == "postgresql" else sqlite_insert(RUNS)
-        async with self.db.engine.begin() as conn:
-            # executemany (SQLAlchemy's "insertmanyvalues"): one cached statement whatever the batch
-            # size, still sent as multi-row INSERTs; a per-size VALUES list recompiled every batch.
-            created = (
-                await conn.execute(
-                    ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(RUNS.c.dedup_key),
-                    [v["run"] for v in first.values()],
-                )
-            ).scalars()
-            new_keys = set(created)
-            events = [first[k]["event"] for k in first if k in new_keys]
-            if events:
-                await conn.execute(EVENTS.insert(), events)
-            old_keys = [k for k in first if k not in new_keys]
-            existing: dict[str, tuple[str, str | None]] = {}
-            if old_keys:
-                rows = await conn.execute(
-                    select(RUNS.c.dedup_key, RUNS.c.id, RUNS.c.trigger).where(RUNS.c.dedup_key.in_(old_keys))
-                )
-                existing = {r[0]: (r[1], (r[2] or {}).get("event_id")) for r in rows}
+            first[dedup] = new_run_row(
+                ep.flow_id, ep.version_id, ep.partner_id, ep.merchant_id, item.event.payload, trigger, dedup
+            )
+        if self.db.dialect == "postgresql":
+            # One statement, so no BEGIN/COMMIT round trips: a single INSERT is atomic on its own.
+            async with self.db.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                new_keys, existing = await self._insert(conn, first)
+        else:
+            async with self.db.engine.begin() as conn:
+                new_keys, existing = await self._insert(conn, first)
         self.commits += 1
         out = []
         seen: set[str] = set()
@@ -200,11 +177,29 @@ class IntakeBatcher:
             if key in new_keys:
                 dup = key in seen
                 seen.add(key)
-                out.append(IntakeResult(first[key]["run"]["id"], first[key]["event"]["id"], dup))
+                run = first[key]
+                out.append(IntakeResult(run["id"], run["trigger"]["event_id"], dup))
             else:
                 old_run, old_event = existing[key]
                 out.append(IntakeResult(old_run, old_event, True))
         return out
+
+    async def _insert(
+        self, conn: AsyncConnection, rows: dict[str, dict[str, Any]]
+    ) -> tuple[set[str], dict[str, tuple[str, str | None]]]:
+        """Insert the runs; the dedup keys created, and the (run, event) of keys that already existed."""
+        # executemany (SQLAlchemy's "insertmanyvalues"): one cached statement whatever the batch size,
+        # still sent as one multi-row INSERT; a per-size VALUES list recompiled every batch.
+        created = await conn.execute(self._insert_stmt, list(rows.values()))
+        new_keys = set(created.scalars())
+        old_keys = [k for k in rows if k not in new_keys]
+        existing: dict[str, tuple[str, str | None]] = {}
+        if old_keys:
+            found = await conn.execute(
+                select(RUNS.c.dedup_key, RUNS.c.id, RUNS.c.trigger).where(RUNS.c.dedup_key.in_(old_keys))
+            )
+            existing = {r[0]: (r[1], (r[2] or {}).get("event_id")) for r in found}
+        return new_keys, existing
 
 
 class EndpointCache:

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crossdock.core.clock import utcnow
 from crossdock.core.db import Database
-from crossdock.engine.models import Effect, Event, JournalEntry, Run, RunStatus, Wait
+from crossdock.engine.models import Effect, JournalEntry, Run, RunStatus, Wait
 
 log = logging.getLogger("crossdock.engine.journal")
 
@@ -40,7 +40,6 @@ RUNS = cast(Table, Run.__table__)
 JOURNAL = cast(Table, JournalEntry.__table__)
 EFFECTS = cast(Table, Effect.__table__)
 WAITS = cast(Table, Wait.__table__)
-EVENTS = cast(Table, Event.__table__)
 
 
 class LeaseLost(Exception):
@@ -126,15 +125,23 @@ async def apply_ops(conn: AsyncConnection, dialect: str, ops: list[CommitOp], le
 
 
 class CommitBatcher:
-    """Group commit for one process: ops submitted within one commit's latency share a transaction."""
+    """Group commit for one process: ops submitted within one commit's latency share a transaction.
 
-    def __init__(self, db: Database, *, lease_seconds: float, max_batch: int = 2000) -> None:
+    Up to `concurrency` transactions are in flight at once (their round trips overlap with execution
+    and with each other); a run's ops are never in two of them, so a run's writes stay ordered and two
+    transactions never wait on each other's row locks.
+    """
+
+    def __init__(self, db: Database, *, lease_seconds: float, max_batch: int = 2000, concurrency: int = 1) -> None:
         self.db = db
         self.lease_seconds = lease_seconds
         self.max_batch = max_batch
+        self.concurrency = 1 if db.dialect == "sqlite" else max(1, concurrency)
         self._queue: list[CommitOp] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._busy_runs: set[str] = set()
         self.commits = 0
         self.ops = 0
 
@@ -150,6 +157,8 @@ class CommitBatcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
         for op in self._queue:
             if op.future and not op.future.done():
                 op.future.set_exception(LeaseLost("worker stopping"))
@@ -162,14 +171,41 @@ class CommitBatcher:
         self._wakeup.set()
         await op.future
 
+    def _take(self) -> list[CommitOp]:
+        """The next batch: queued ops whose run has no op in a transaction in flight."""
+        batch: list[CommitOp] = []
+        rest: list[CommitOp] = []
+        taken: set[str] = set()
+        for op in self._queue:
+            if len(batch) < self.max_batch and op.run_id not in self._busy_runs and op.run_id not in taken:
+                batch.append(op)
+                taken.add(op.run_id)
+            else:
+                rest.append(op)
+        self._queue = rest
+        self._busy_runs |= taken
+        return batch
+
     async def _loop(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             await asyncio.sleep(0)  # let tasks that are ready this tick join the batch
-            while self._queue:
-                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                await self._commit(batch)
+            while self._queue and len(self._inflight) < self.concurrency:
+                batch = self._take()
+                if not batch:
+                    break  # what is queued waits for its run's transaction in flight
+                task = asyncio.create_task(self._commit_batch(batch))
+                self._inflight.add(task)
+
+    async def _commit_batch(self, batch: list[CommitOp]) -> None:
+        try:
+            await self._commit(batch)
+        finally:
+            self._busy_runs.difference_update(op.run_id for op in batch)
+            self._inflight.discard(asyncio.current_task())
+            if self._queue:
+                self._wakeup.set()
 
     async def _commit(self, batch: list[CommitOp]) -> None:
         try:

@@ -1,5 +1,5 @@
-"""Engine tables: flows and immutable versions, triggers, events, runs, the step journal, waits,
-the effect ledger, per-merchant fairness state and per-account rate budgets.
+"""Engine tables: flows and immutable versions, triggers, runs (a webhook's run is its stored event),
+the step journal, waits, the effect ledger, per-merchant fairness state and per-account rate budgets.
 
 Everything that belongs to a merchant is `TenantOwned`. The worker's hot path reads and writes
 these tables with Core statements (see `journal.py`, `worker.py`), always fenced by `lease_epoch`.
@@ -95,20 +95,6 @@ class Trigger(TenantOwned, Base):
     cursor: Mapped[Any] = mapped_column(JSONType, nullable=True)
     cursor_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class Event(TenantOwned, Base):
-    """A received webhook or emitted event, stored in the same transaction as the run it starts."""
-
-    __tablename__ = "engine_events"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    trigger_id: Mapped[str | None] = mapped_column(String(40), index=True)
-    dedup_key: Mapped[str] = mapped_column(String(300))
-    run_id: Mapped[str] = mapped_column(String(40), index=True)
-    payload: Mapped[Any] = mapped_column(JSONType)
-    headers: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Run(TenantOwned, Base):

@@ -119,8 +119,9 @@ class Worker:
         self.heartbeat_seconds = heartbeat_seconds or ws.heartbeat_seconds
         self.poll_seconds = poll_seconds or ws.poll_seconds
         self.merchant_concurrency = merchant_concurrency or ws.merchant_concurrency
-        self.batcher = CommitBatcher(self.db, lease_seconds=self.lease_seconds)
+        self.batcher = CommitBatcher(self.db, lease_seconds=self.lease_seconds, concurrency=ws.commit_concurrency)
         self.active: set[asyncio.Task[None]] = set()
+        self._freed = asyncio.Event()  # set whenever a run's task ends (a slot is free)
         self._claim_stmt = _claim_statement(self.db.dialect)
         self.claimed = 0
         self.finished = 0
@@ -242,6 +243,10 @@ class Worker:
         except Exception:
             log.exception("could not park run %s; the reaper will re-queue it", run.id)
 
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.active.discard(task)
+        self._freed.set()
+
     async def run_once(self) -> int:
         """Claim what fits and start executing it; returns the number of runs claimed."""
         free = self.concurrency - len(self.active)
@@ -254,7 +259,7 @@ class Worker:
         for run in runs:
             task = asyncio.create_task(self.execute(run, histories[run.id]))
             self.active.add(task)
-            task.add_done_callback(self.active.discard)
+            task.add_done_callback(self._done)
         return len(runs)
 
     async def run(self, stop: asyncio.Event, *, drain_seconds: float = 10.0) -> None:
@@ -271,9 +276,11 @@ class Worker:
                     claimed = 0
                 if claimed and len(self.active) < self.concurrency // 2:
                     continue
+                # Idle until the poll interval passes, or (when at least half busy) a run finishes.
+                self._freed.clear()
                 waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
                 if self.active and len(self.active) >= self.concurrency // 2:
-                    waiters.append(asyncio.ensure_future(asyncio.wait(set(self.active), return_when="FIRST_COMPLETED")))
+                    waiters.append(asyncio.ensure_future(self._freed.wait()))
                 _done, pending = await asyncio.wait(waiters, timeout=self.poll_seconds, return_when="FIRST_COMPLETED")
                 for p in pending:
                     p.cancel()

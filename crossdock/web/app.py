@@ -59,6 +59,7 @@ def create_app(
         version=__version__,
         description="Governed workflow automation between ecommerce storefronts and ERPs.",
         lifespan=lifespan,
+        telemetry=None if container.settings.api.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.container = container
     install_error_handlers(app)
