@@ -17,6 +17,7 @@ from crossdock.cli.admin import merchant_app, partner_app, token_app, user_app
 from crossdock.cli.connections import connection_app, keys_app
 from crossdock.cli.output import STATE, console, run
 from crossdock.core.logging import configure_logging
+from crossdock.core.loop import settle_gc
 from crossdock.core.migrate import upgrade
 from crossdock.core.settings import Settings
 from crossdock.engine.cli import flows_app, runs_app, worker_command
@@ -203,7 +204,7 @@ async def _serve(container: Container, *, demo: bool, embedded: bool, demo_optio
             redirect_logs(log_file)
     from crossdock.engine.runtime import start_embedded, stop_embedded
 
-    startup: list[Hook] = [start_embedded] if embedded else []
+    startup: list[Hook] = [start_embedded, settle_gc] if embedded else [settle_gc]
     shutdown: list[Hook] = [stop_embedded] if embedded else []
     app_ = create_app(container, on_startup=startup, on_shutdown=shutdown)
     config = uvicorn.Config(

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from crossdock.bootstrap import Container, build_container
+from crossdock.core.loop import settle_gc
 from crossdock.core.settings import Settings
 from crossdock.engine.core import Engine, engine_of
 from crossdock.engine.scheduler import Scheduler
@@ -131,6 +132,7 @@ async def run_worker_process(
         except NotImplementedError:  # pragma: no cover - Windows
             pass
     await runtime.start()
+    await settle_gc()
     try:
         await runtime.wait()
     finally:
