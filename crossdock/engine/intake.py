@@ -95,16 +95,24 @@ class _Item:
 
 
 class IntakeBatcher:
-    """Group commit of incoming events: one transaction per batch, each caller awaits its commit."""
+    """Group commit of incoming events: one write per batch, each caller awaits its commit.
 
-    def __init__(self, db: Database, *, max_batch: int = 500) -> None:
+    On PostgreSQL up to `concurrency` batches are written at once, so a delivery that arrives while a
+    slow commit is in flight does not wait for it to end before its own write starts (the ack tail);
+    SQLite has one writer anyway. A duplicate racing its original in another batch waits on the
+    original's row and is answered as a duplicate.
+    """
+
+    def __init__(self, db: Database, *, max_batch: int = 500, concurrency: int = 2) -> None:
         self.db = db
         ins = pg_insert(RUNS) if db.dialect == "postgresql" else sqlite_insert(RUNS)
         self._insert_stmt = ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(RUNS.c.dedup_key)
         self.max_batch = max_batch
+        self.concurrency = max(1, concurrency) if db.dialect == "postgresql" else 1
         self._queue: list[_Item] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
         self.commits = 0
 
     async def submit(self, endpoint: Endpoint, event: VerifiedEvent) -> IntakeResult:
@@ -122,6 +130,8 @@ class IntakeBatcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
 
     async def _loop(self) -> None:
         assert self._wakeup is not None
@@ -129,18 +139,25 @@ class IntakeBatcher:
             await self._wakeup.wait()
             self._wakeup.clear()
             await asyncio.sleep(0)
-            while self._queue:
+            while self._queue and len(self._inflight) < self.concurrency:
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                try:
-                    results = await self._store(batch)
-                except Exception as exc:
-                    for item in batch:
-                        if not item.future.done():
-                            item.future.set_exception(exc)
-                    continue
-                for item, result in zip(batch, results, strict=True):
-                    if not item.future.done():
-                        item.future.set_result(result)
+                self._inflight.add(asyncio.create_task(self._write(batch)))
+
+    async def _write(self, batch: list[_Item]) -> None:
+        try:
+            results = await self._store(batch)
+        except Exception as exc:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+        else:
+            for item, result in zip(batch, results, strict=True):
+                if not item.future.done():
+                    item.future.set_result(result)
+        finally:
+            self._inflight.discard(asyncio.current_task())
+            if self._queue and self._wakeup is not None:
+                self._wakeup.set()
 
     async def _store(self, batch: list[_Item]) -> list[IntakeResult]:
         from crossdock.engine.service import new_run_row
