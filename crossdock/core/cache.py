@@ -1,11 +1,13 @@
 """A small async read-through cache with a time-to-live and single-flight loading.
 
 Hot paths (webhook intake) look up configuration that changes rarely: a connection's secrets, the
-endpoints subscribed to it. `TTLCache.get(key, load)` answers from memory while an entry is fresh;
-when it is stale, the first caller loads it and every concurrent caller of the same key awaits that
-one load, so an expiry under load costs one query, not one per in-flight request (which also
-opened a burst of new database connections). A failed load is not cached: its callers all get the
-exception and the next call tries again.
+endpoints subscribed to it. `TTLCache.get(key, load)` answers from memory while an entry is fresh.
+A missing entry is loaded once however many callers ask at the same time (single flight: an expiry
+under load used to cost one query and one new database connection per in-flight request). A stale
+entry is still answered at once while one background load refreshes it, so no request waits for a
+refresh (they did, every second, in the acknowledgement tail); a change therefore takes effect
+within `ttl` plus one load. A failed load is not cached and drops the stale entry: the next caller
+waits for a load of its own and gets its result or its exception.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -34,12 +36,20 @@ class TTLCache(Generic[K, V]):
         if pending is None:
             pending = asyncio.ensure_future(self._load(key, load))
             self._loading[key] = pending
+            if hit is not None:  # nobody awaits a background refresh: keep its failure out of the log
+                pending.add_done_callback(_consume)
+        if hit is not None:
+            return hit[1]  # stale, answered while the refresh runs
         # shield: a caller that gives up (client gone) must not cancel the load the others await.
         return await asyncio.shield(pending)
 
     async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         try:
-            value = await load()
+            try:
+                value = await load()
+            except BaseException:
+                self._items.pop(key, None)  # e.g. deleted: the next caller waits for a load and sees why
+                raise
             self.loads += 1
             self._items[key] = (time.monotonic() + self.ttl, value)
             return value
@@ -52,3 +62,8 @@ class TTLCache(Generic[K, V]):
             self._items.clear()
         else:
             self._items.pop(key, None)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -4,9 +4,10 @@ Each run execution hands a `CommitOp` (journal rows, effect-ledger rows, waits, 
 run update) to the process's `CommitBatcher` and awaits it. The batcher takes everything queued
 while the previous transaction was in flight and writes it in one transaction:
 
-1. a fencing UPDATE `... WHERE (id, lease_epoch) IN (...) AND status = 'running' RETURNING id`
-   (which also extends the lease): ops of runs whose epoch moved on (reaped, cancelled, replayed,
-   claimed by another worker) are dropped and their callers get `LeaseLost`;
+1. the fence: `... WHERE (id, lease_epoch) IN (...) AND status = 'running'`, an UPDATE extending the
+   lease for runs that go on, a `SELECT ... FOR UPDATE` for runs the op ends or parks (their row
+   is rewritten in step 3): ops of runs whose epoch moved on (reaped, cancelled, replayed, claimed
+   by another worker) are dropped and their callers get `LeaseLost`;
 2. multi-row INSERTs of the journal rows, effects, waits and child runs;
 3. the final run updates (executemany).
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, insert, tuple_, update
+from sqlalchemy import Table, and_, bindparam, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -70,14 +71,27 @@ def _insert(dialect: str, table: Any) -> Any:
 async def apply_ops(conn: AsyncConnection, dialect: str, ops: list[CommitOp], lease_seconds: float) -> set[str]:
     """Write `ops` in the caller's transaction; return the run ids whose fence held."""
     now = utcnow()
-    pairs = sorted({(op.run_id, op.epoch) for op in ops})
-    fenced = await conn.execute(
-        update(RUNS)
-        .where(tuple_(RUNS.c.id, RUNS.c.lease_epoch).in_(pairs), RUNS.c.status == RunStatus.RUNNING)
-        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-        .returning(RUNS.c.id, RUNS.c.lease_epoch)
-    )
-    held = {(r[0], r[1]) for r in fenced}
+    held: set[tuple[str, int]] = set()
+    # Runs that go on after this commit get their lease extended by the fence itself. Runs whose
+    # op ends or parks them (a run update) are only locked: their row is rewritten below anyway,
+    # and a second UPDATE would add a row version and an entry in every index of engine_runs.
+    going_on = sorted({(op.run_id, op.epoch) for op in ops if op.run_update is None})
+    ending = sorted({(op.run_id, op.epoch) for op in ops if op.run_update is not None} - set(going_on))
+    if going_on:
+        fenced = await conn.execute(
+            update(RUNS)
+            .where(tuple_(RUNS.c.id, RUNS.c.lease_epoch).in_(going_on), RUNS.c.status == RunStatus.RUNNING)
+            .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+            .returning(RUNS.c.id, RUNS.c.lease_epoch)
+        )
+        held.update((r[0], r[1]) for r in fenced)
+    if ending:
+        locked = await conn.execute(
+            select(RUNS.c.id, RUNS.c.lease_epoch)
+            .where(tuple_(RUNS.c.id, RUNS.c.lease_epoch).in_(ending), RUNS.c.status == RunStatus.RUNNING)
+            .with_for_update()  # PostgreSQL; SQLite's BEGIN IMMEDIATE already excludes other writers
+        )
+        held.update((r[0], r[1]) for r in locked)
     good = [op for op in ops if (op.run_id, op.epoch) in held]
     if not good:
         return set()
