@@ -29,7 +29,7 @@ from crossdock.core.tenancy import Scope
 from crossdock.engine import service as runs
 from crossdock.engine.actions import ActionContext, StepFailed
 from crossdock.engine.core import engine_of
-from crossdock.engine.models import Run, RunStatus
+from crossdock.engine.models import Run, RunStatus, in_state
 
 log = logging.getLogger("crossdock.cases.runtime")
 
@@ -66,7 +66,7 @@ async def sync_failed_runs(container: Any, *, limit: int = 200) -> dict[str, int
                 select(Run.id)
                 .outerjoin(CaseRun, CaseRun.run_id == Run.id)
                 .where(
-                    Run.status == RunStatus.NEEDS_ATTENTION,
+                    in_state(RunStatus.NEEDS_ATTENTION),
                     or_(CaseRun.run_id.is_(None), CaseRun.generation < Run.generation),
                 )
                 .order_by(Run.id)

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from crossdock.core.clock import utcnow
 from crossdock.engine.core import Engine
 from crossdock.engine.journal import RUNS
-from crossdock.engine.models import RunStatus, Trigger
+from crossdock.engine.models import RunStatus, Trigger, in_state
 from crossdock.engine.reaper import reap_expired_leases
 from crossdock.engine.service import new_run_row, next_cron_fire
 
@@ -45,7 +45,7 @@ class Scheduler:
         async with self.db.engine.begin() as conn:
             result = await conn.execute(
                 update(RUNS)
-                .where(RUNS.c.status == RunStatus.WAITING, RUNS.c.wake_at <= now)
+                .where(in_state(RunStatus.WAITING), RUNS.c.wake_at <= now)
                 .values(status=RunStatus.QUEUED, available_at=now, wake_at=None, updated_at=now)
             )
         return int(result.rowcount or 0)
@@ -151,7 +151,7 @@ class Scheduler:
             rows = (
                 await conn.execute(
                     select(RUNS.c.merchant_id, func.count())
-                    .where(RUNS.c.status == RunStatus.QUEUED)
+                    .where(in_state(RunStatus.QUEUED))
                     .group_by(RUNS.c.merchant_id)
                 )
             ).all()

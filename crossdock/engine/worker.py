@@ -31,7 +31,7 @@ from crossdock.core.db import JSONType, UTCDateTime
 from crossdock.core.ids import new_ulid
 from crossdock.engine.core import Engine
 from crossdock.engine.journal import JOURNAL, RUNS, WAITS, CommitBatcher, LeaseLost
-from crossdock.engine.models import FINAL_STATUSES, MerchantQueue, RunStatus
+from crossdock.engine.models import FINAL_STATUSES, MerchantQueue, RunStatus, in_state
 from crossdock.engine.steps import ClaimedRun, History, RunExecution
 
 log = logging.getLogger("crossdock.engine.worker")
@@ -300,7 +300,7 @@ class Worker:
         async with self.db.engine.begin() as conn:
             result = await conn.execute(
                 update(RUNS)
-                .where(RUNS.c.lease_owner == self.owner, RUNS.c.status == RunStatus.RUNNING)
+                .where(RUNS.c.lease_owner == self.owner, in_state(RunStatus.RUNNING))
                 .values(
                     status=RunStatus.QUEUED,
                     lease_owner=None,
@@ -318,7 +318,7 @@ class Worker:
                 async with self.db.engine.begin() as conn:
                     await conn.execute(
                         update(RUNS)
-                        .where(RUNS.c.lease_owner == self.owner, RUNS.c.status == RunStatus.RUNNING)
+                        .where(RUNS.c.lease_owner == self.owner, in_state(RunStatus.RUNNING))
                         .values(lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds))
                     )
             except Exception:
