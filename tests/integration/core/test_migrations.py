@@ -1,0 +1,91 @@
+"""Migrations 0006 (engine_events dropped) and 0007 (partial run indexes) up and down, on both databases,
+with a run stored before the upgrade surviving it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crossdock.core.db import make_engine
+from crossdock.core.migrate import alembic_config, upgrade
+from tests.conftest import PG_ADMIN_URL, _asyncpg_url, _pg_admin
+
+PARTIAL = {"ix_engine_runs_queued", "ix_engine_runs_waiting", "ix_engine_runs_running", "ix_engine_runs_attention"}
+FULL = {"ix_engine_runs_claim", "ix_engine_runs_wake", "ix_engine_runs_lease", "ix_engine_runs_merchant_status"}
+
+
+@pytest.fixture
+async def scratch(backend: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """An empty database of its own (the session's database is already at head)."""
+    if backend == "sqlite":
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}")
+        yield engine
+        await engine.dispose()
+        return
+    name = f"crossdock_mig_{uuid.uuid4().hex[:8]}"
+    await _pg_admin(f'CREATE DATABASE "{name}"')
+    engine = make_engine(_asyncpg_url(PG_ADMIN_URL, name))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    def _do(connection: object) -> None:
+        cfg = alembic_config(str(engine.url))
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, revision)
+
+    async with engine.connect() as conn:
+        await conn.run_sync(_do)
+        await conn.commit()
+
+
+async def schema(engine: AsyncEngine) -> tuple[set[str], set[str]]:
+    async with engine.connect() as conn:
+        return await conn.run_sync(
+            lambda c: (
+                set(inspect(c).get_table_names()),
+                {ix["name"] for ix in inspect(c).get_indexes("engine_runs") if ix["name"]},
+            )
+        )
+
+
+async def test_events_table_and_run_indexes_up_and_down(scratch: AsyncEngine) -> None:
+    await upgrade(scratch, "0005")
+    async with scratch.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO engine_runs (id, flow_id, version_id, status, trigger, input, available_at, "
+                "lease_epoch, claims, generation, replays, created_at, updated_at) VALUES ('run_1', 'flw_1', "
+                "'ver_1', 'queued', '{}', '{\"id\": 1}', CURRENT_TIMESTAMP, 0, 0, 0, '[]', CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
+    tables, indexes = await schema(scratch)
+    assert "engine_events" in tables and FULL <= indexes
+
+    await upgrade(scratch)
+    tables, indexes = await schema(scratch)
+    assert "engine_events" not in tables
+    assert PARTIAL <= indexes and not (FULL & indexes)
+    async with scratch.connect() as conn:
+        stored = (await conn.execute(text("SELECT id, status FROM engine_runs"))).all()
+        # the queued run is found through the predicate the partial index is built for
+        queued = (await conn.execute(text("SELECT id FROM engine_runs WHERE status = 'queued'"))).scalars().all()
+    assert [tuple(r) for r in stored] == [("run_1", "queued")] and queued == ["run_1"]
+
+    await downgrade(scratch, "0005")
+    tables, indexes = await schema(scratch)
+    assert "engine_events" in tables and FULL <= indexes and not (PARTIAL & indexes)
+
+    await upgrade(scratch)
+    assert PARTIAL <= (await schema(scratch))[1]
