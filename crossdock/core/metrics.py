@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -53,3 +55,30 @@ class Metrics:
         self.runs_finished = Counter(
             "crossdock_runs_finished_total", "Runs reaching a final state.", ["status"], registry=self.registry
         )
+        self.group_commit_seconds = Histogram(
+            "crossdock_group_commit_seconds",
+            "Duration of one group commit: `intake` (webhooks' runs) or `journal` (a worker's step journal).",
+            ["kind"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+        )
+        self.group_commit_size = Histogram(
+            "crossdock_group_commit_size",
+            "Operations written by one group commit (webhooks for `intake`, run ops for `journal`).",
+            ["kind"],
+            registry=self.registry,
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
+        )
+
+
+def group_commit_observer(metrics: Metrics | None, kind: str) -> Callable[[int, float], None]:
+    """Record one group commit's size and duration under `kind` (a no-op without metrics)."""
+    if metrics is None:
+        return lambda _size, _seconds: None
+    size, seconds = metrics.group_commit_size.labels(kind), metrics.group_commit_seconds.labels(kind)
+
+    def observe(n: int, elapsed: float) -> None:
+        size.observe(n)
+        seconds.observe(elapsed)
+
+    return observe

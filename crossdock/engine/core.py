@@ -76,7 +76,7 @@ class Engine:
         from crossdock.engine.intake import EndpointCache, IntakeBatcher, generic_verifier
 
         self.verifiers["generic"] = generic_verifier
-        self.intake = IntakeBatcher(db)
+        self.intake = IntakeBatcher(db, metrics=metrics)
         self.endpoints = EndpointCache(db)
 
     # -- registries ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import hmac
 import inspect
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ from crossdock.core.cache import TTLCache
 from crossdock.core.db import Database
 from crossdock.core.errors import CrossdockError, ErrorCode, NotFound
 from crossdock.core.ids import new_id
+from crossdock.core.metrics import Metrics, group_commit_observer
 from crossdock.engine.journal import RUNS
 from crossdock.engine.models import Trigger
 
@@ -103,8 +105,11 @@ class IntakeBatcher:
     original's row and is answered as a duplicate.
     """
 
-    def __init__(self, db: Database, *, max_batch: int = 500, concurrency: int = 2) -> None:
+    def __init__(
+        self, db: Database, *, max_batch: int = 500, concurrency: int = 2, metrics: Metrics | None = None
+    ) -> None:
         self.db = db
+        self._observe = group_commit_observer(metrics, "intake")
         ins = pg_insert(RUNS) if db.dialect == "postgresql" else sqlite_insert(RUNS)
         self._insert_stmt = ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(RUNS.c.dedup_key)
         self.max_batch = max_batch
@@ -144,8 +149,10 @@ class IntakeBatcher:
                 self._inflight.add(asyncio.create_task(self._write(batch)))
 
     async def _write(self, batch: list[_Item]) -> None:
+        started = time.perf_counter()
         try:
             results = await self._store(batch)
+            self._observe(len(batch), time.perf_counter() - started)
         except Exception as exc:
             for item in batch:
                 if not item.future.done():

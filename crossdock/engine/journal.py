@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crossdock.core.clock import utcnow
 from crossdock.core.db import Database
+from crossdock.core.metrics import Metrics, group_commit_observer
 from crossdock.engine.models import Effect, JournalEntry, Run, RunStatus, Wait
 
 log = logging.getLogger("crossdock.engine.journal")
@@ -146,8 +148,17 @@ class CommitBatcher:
     transactions never wait on each other's row locks.
     """
 
-    def __init__(self, db: Database, *, lease_seconds: float, max_batch: int = 2000, concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        lease_seconds: float,
+        max_batch: int = 2000,
+        concurrency: int = 1,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.db = db
+        self._observe = group_commit_observer(metrics, "journal")
         self.lease_seconds = lease_seconds
         self.max_batch = max_batch
         self.concurrency = 1 if db.dialect == "sqlite" else max(1, concurrency)
@@ -213,8 +224,10 @@ class CommitBatcher:
                 self._inflight.add(task)
 
     async def _commit_batch(self, batch: list[CommitOp]) -> None:
+        started = time.perf_counter()
         try:
             await self._commit(batch)
+            self._observe(len(batch), time.perf_counter() - started)
         finally:
             self._busy_runs.difference_update(op.run_id for op in batch)
             self._inflight.discard(asyncio.current_task())

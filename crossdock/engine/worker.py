@@ -119,7 +119,9 @@ class Worker:
         self.heartbeat_seconds = heartbeat_seconds or ws.heartbeat_seconds
         self.poll_seconds = poll_seconds or ws.poll_seconds
         self.merchant_concurrency = merchant_concurrency or ws.merchant_concurrency
-        self.batcher = CommitBatcher(self.db, lease_seconds=self.lease_seconds, concurrency=ws.commit_concurrency)
+        self.batcher = CommitBatcher(
+            self.db, lease_seconds=self.lease_seconds, concurrency=ws.commit_concurrency, metrics=engine.metrics
+        )
         self.active: set[asyncio.Task[None]] = set()
         self._freed = asyncio.Event()  # set whenever a run's task ends (a slot is free)
         self._claim_stmt = _claim_statement(self.db.dialect)

@@ -299,6 +299,9 @@ async def test_fast_route_answers_like_the_declared_route(
         {"method": "POST", "route": "/hooks/shopify/{connection_id}", "status": "200"},
     )
     assert labelled == 1.0
+    commits = container.metrics.registry.get_sample_value("crossdock_group_commit_size_count", {"kind": "intake"})
+    written = container.metrics.registry.get_sample_value("crossdock_group_commit_size_sum", {"kind": "intake"})
+    assert commits is not None and commits >= 1 and written == 2  # the delivery and its duplicate
 
 
 async def test_fast_route_refuses_a_chunked_body_over_the_limit(
