@@ -16,6 +16,11 @@ class ApiSettings(BaseModel):
         2 * 1024 * 1024, description="Largest accepted request body; larger ones get 413 payload_too_large."
     )
     public_url: str | None = Field(None, description="Externally visible base URL, used in links and webhooks.")
+    intake_concurrency: int = Field(
+        2,
+        description="Webhook group commits an API process keeps in flight at once (PostgreSQL; SQLite writes "
+        "one at a time). More shortens acknowledgements under load; each still batches what is queued.",
+    )
     opentelemetry: bool = Field(
         False,
         description="FastAPI's native OpenTelemetry spans, metrics and logs (through the global providers). "

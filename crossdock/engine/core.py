@@ -76,7 +76,7 @@ class Engine:
         from crossdock.engine.intake import EndpointCache, IntakeBatcher, generic_verifier
 
         self.verifiers["generic"] = generic_verifier
-        self.intake = IntakeBatcher(db, metrics=metrics)
+        self.intake = IntakeBatcher(db, metrics=metrics, concurrency=settings.api.intake_concurrency)
         self.endpoints = EndpointCache(db)
 
     # -- registries ----------------------------------------------------------------------------
