@@ -3,10 +3,11 @@
 Hot paths (webhook intake) look up configuration that changes rarely: a connection's secrets, the
 endpoints subscribed to it. `TTLCache.get(key, load)` answers from memory while an entry is fresh.
 A missing entry is loaded once however many callers ask at the same time (single flight: an expiry
-under load used to cost one query and one new database connection per in-flight request). A stale
-entry is still answered at once while one background load refreshes it, so no request waits for a
-refresh (they did, every second, in the acknowledgement tail); a change therefore takes effect
-within `ttl` plus one load. A failed load is not cached and drops the stale entry: the next caller
+under load used to cost one query and one new database connection per in-flight request). An entry
+stale by less than one more `ttl` is still answered at once while one background load refreshes
+it, so a busy key never makes a request wait for a refresh (they did, every second, in the
+acknowledgement tail); older entries are not served. A change (a rotated secret, a disabled
+connection) therefore takes effect within at most two `ttl`s. A failed load is not cached and drops the stale entry: the next caller
 waits for a load of its own and gets its result or its exception.
 """
 
@@ -30,16 +31,16 @@ class TTLCache(Generic[K, V]):
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         hit = self._items.get(key)
-        if hit is not None and hit[0] > time.monotonic():
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
             return hit[1]
         pending = self._loading.get(key)
         if pending is None:
             pending = asyncio.ensure_future(self._load(key, load))
             self._loading[key] = pending
-            if hit is not None:  # nobody awaits a background refresh: keep its failure out of the log
-                pending.add_done_callback(_consume)
-        if hit is not None:
-            return hit[1]  # stale, answered while the refresh runs
+            pending.add_done_callback(_consume)  # a failure nobody awaited stays out of the log
+        if hit is not None and now < hit[0] + self.ttl:
+            return hit[1]  # stale by less than one ttl: answered while the refresh runs
         # shield: a caller that gives up (client gone) must not cancel the load the others await.
         return await asyncio.shield(pending)
 

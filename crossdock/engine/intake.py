@@ -29,6 +29,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crossdock.core.cache import TTLCache
@@ -188,9 +189,17 @@ class IntakeBatcher:
             )
         if self.db.dialect == "postgresql":
             # One statement, so no BEGIN/COMMIT round trips: a single INSERT is atomic on its own.
-            async with self.db.engine.connect() as conn:
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                new_keys, existing = await self._insert(conn, first)
+            for attempt in range(3):
+                try:
+                    async with self.db.engine.connect() as conn:
+                        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                        new_keys, existing = await self._insert(conn, first)
+                    break
+                except DBAPIError as exc:
+                    # Keys are inserted in sorted order, so two batches cannot wait on each other's
+                    # duplicates; retrying anything else that deadlocks is safe (ON CONFLICT DO NOTHING).
+                    if attempt == 2 or "deadlock" not in str(exc).lower():
+                        raise
         else:
             async with self.db.engine.begin() as conn:
                 new_keys, existing = await self._insert(conn, first)
@@ -214,7 +223,8 @@ class IntakeBatcher:
         """Insert the runs; the dedup keys created, and the (run, event) of keys that already existed."""
         # executemany (SQLAlchemy's "insertmanyvalues"): one cached statement whatever the batch size,
         # still sent as one multi-row INSERT; a per-size VALUES list recompiled every batch.
-        created = await conn.execute(self._insert_stmt, list(rows.values()))
+        # Sorted by dedup key: concurrent batches take the unique index's entries in one order.
+        created = await conn.execute(self._insert_stmt, [rows[k] for k in sorted(rows)])
         new_keys = set(created.scalars())
         old_keys = [k for k in rows if k not in new_keys]
         existing: dict[str, tuple[str, str | None]] = {}

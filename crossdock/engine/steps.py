@@ -12,6 +12,7 @@ retry backoff) ends the execution: the run is parked in the database and holds n
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from crossdock.engine.definitions import EmitStep, RaiseCaseStep, SubflowStep, W
 from crossdock.engine.expressions import truthy
 from crossdock.engine.journal import RUNS, WAITS, CommitBatcher, CommitOp, LeaseLost
 from crossdock.engine.models import Effect, Flow, FlowVersion, RunStatus, Trigger, WaitStatus
+
+log = logging.getLogger("crossdock.engine.steps")
 
 
 class Suspend(Exception):
@@ -118,6 +121,7 @@ class RunExecution:
         # An effect step's journal and ledger rows are committed before the next step starts, or with
         # the run's final update when it was the last step (one group commit per run, not two).
         self.effect_pending = False
+        self.committing: asyncio.Future[None] | None = None
 
     # -- commits --------------------------------------------------------------------------------
 
@@ -136,7 +140,22 @@ class RunExecution:
         )
         self.journal, self.effects, self.waits, self.new_runs = [], [], [], []
         self.effect_pending = False  # before awaiting: a concurrent branch may set it again meanwhile
-        await self.batcher.submit(op)
+        commit = asyncio.ensure_future(self.batcher.submit(op))
+        self.committing = commit  # a concurrent branch whose effect rides in this op waits for it too
+        try:
+            await commit
+        except LeaseLost:
+            raise
+        except Exception:
+            if op.run_update is not None and (op.effects or op.new_runs):
+                # The run update failed to commit; the effects it carried must still be recorded, or a
+                # replay of this run would perform them again.
+                kept = CommitOp(op.run_id, op.epoch, journal=op.journal, effects=op.effects, new_runs=op.new_runs)
+                await self.batcher.submit(kept)
+            raise
+        finally:
+            if self.committing is commit:
+                self.committing = None
 
     def record(
         self, step: CompiledStep, path: str, status: str, output: Any, error: Any, started: datetime, t0: float
@@ -166,6 +185,21 @@ class RunExecution:
 
     async def execute(self) -> str:
         """Run until the end or a park; returns the run's new status. Raises LeaseLost."""
+        try:
+            return await self._execute()
+        except LeaseLost:
+            raise
+        except Exception:
+            # An engine error (the worker parks the run): effects already performed must not be lost
+            # with it, or a replay would perform them again.
+            if self.effects:
+                try:
+                    await self.flush()
+                except Exception:
+                    log.exception("run %s: could not record its effects before parking", self.run.id)
+            raise
+
+    async def _execute(self) -> str:
         run = self.run
         data: dict[str, Any] = {
             "input": run.input,
@@ -234,6 +268,8 @@ class RunExecution:
     async def run_step(self, step: CompiledStep, path: str, data: dict[str, Any]) -> None:
         if self.effect_pending:
             await self.flush()
+        elif self.committing is not None:
+            await asyncio.shield(self.committing)  # another branch is committing rows this one produced
         handler = getattr(self, f"_step_{step.type}", None) or self._step_custom
         started, t0 = utcnow(), time.perf_counter()
         effect = False

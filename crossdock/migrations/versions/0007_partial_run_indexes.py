@@ -34,9 +34,16 @@ FULL = (
 def upgrade() -> None:
     for name, _columns in FULL:
         op.drop_index(name, table_name="engine_runs")
+    context = op.get_context()
+    if context.dialect.name == "postgresql":
+        # CONCURRENTLY: building on a large engine_runs must not block the intake's inserts meanwhile.
+        with context.autocommit_block():
+            for name, column, status in PARTIAL:
+                where = sa.text(f"status = '{status}'")
+                op.create_index(name, "engine_runs", [column], postgresql_where=where, postgresql_concurrently=True)
+        return
     for name, column, status in PARTIAL:
-        where = sa.text(f"status = '{status}'")
-        op.create_index(name, "engine_runs", [column], postgresql_where=where, sqlite_where=where)
+        op.create_index(name, "engine_runs", [column], sqlite_where=sa.text(f"status = '{status}'"))
 
 
 def downgrade() -> None:

@@ -144,3 +144,46 @@ async def test_cancel_fences_and_refuses_finished_runs(container: Container, eng
     async with container.db.session(SYSTEM.scope) as s:
         with pytest.raises(InvalidState):
             await service.cancel_run(s, SYSTEM, run_id)
+
+
+async def test_an_engine_error_after_the_last_effect_keeps_its_ledger_row(
+    container: Container, engine: Engine, merchant: str
+) -> None:
+    """The last effect's rows ride with the run's final update; when finishing fails (here the flow's
+    output expression raises), they are still committed, so a replay does not repeat the effect."""
+    from crossdock.engine.models import Effect, JournalEntry
+
+    calls: list[str] = []
+
+    async def book(ctx: ActionContext, data: Any) -> Any:
+        calls.append(ctx.idempotency_key)
+        return {"booked": True}
+
+    engine.actions.register(ActionSpec("test.book", book))
+    flow_id = await publish(
+        container,
+        engine,
+        merchant,
+        "book-then-broken-output",
+        {
+            "steps": [{"id": "book", "type": "action", "action": "test.book", "key": "=input.no"}],
+            "output": "=add(input.no, `1`)",  # a string plus a number: fails at run time
+        },
+    )
+    run_id = await start(container, flow_id, {"no": "SO-9"})
+
+    final = await run_to_rest(container, engine)
+
+    assert final == {run_id: "needs_attention"}
+    async with container.db.engine.connect() as conn:
+        ledger = (await conn.execute(select(Effect.idempotency_key).where(Effect.run_id == run_id))).scalars().all()
+        journal = (
+            await conn.execute(select(JournalEntry.step_path, JournalEntry.status).where(JournalEntry.run_id == run_id))
+        ).all()
+    assert ledger == calls == [f"{run_id}:book:SO-9"]
+    assert [tuple(j) for j in journal] == [("book", "succeeded")]
+
+    async with container.db.session(SYSTEM.scope) as s:
+        await service.replay_run(s, SYSTEM, run_id, "book")
+    await run_to_rest(container, engine)
+    assert len(calls) == 1  # the replayed step found its effect in the ledger

@@ -39,10 +39,10 @@ async def test_concurrent_misses_share_one_load() -> None:
 
 
 async def test_a_stale_entry_is_answered_at_once_while_one_refresh_runs() -> None:
-    cache: TTLCache[str, str] = TTLCache(ttl=0.01)
+    cache: TTLCache[str, str] = TTLCache(ttl=0.2)
     source = Source()
     assert await cache.get("k", source.load) == "v1"
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0.25)  # expired, by less than one more ttl
     source.value = "v2"
     source.gate.clear()  # the refresh hangs until we let it go
 
@@ -56,7 +56,7 @@ async def test_a_stale_entry_is_answered_at_once_while_one_refresh_runs() -> Non
 
 
 async def test_failures_are_not_cached_and_drop_the_stale_entry() -> None:
-    cache: TTLCache[str, str] = TTLCache(ttl=0.01)
+    cache: TTLCache[str, str] = TTLCache(ttl=0.2)
     source = Source()
     source.fail = LookupError("gone")
     with pytest.raises(LookupError):
@@ -64,9 +64,19 @@ async def test_failures_are_not_cached_and_drop_the_stale_entry() -> None:
     source.fail = None
     assert await cache.get("k", source.load) == "v1"  # the failure was not remembered
 
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0.25)
     source.fail = LookupError("deleted")
     assert await cache.get("k", source.load) == "v1"  # stale answer; the refresh fails behind it
     await asyncio.sleep(0.01)
     with pytest.raises(LookupError, match="deleted"):
         await cache.get("k", source.load)  # the entry was dropped: this caller waits and sees why
+
+
+async def test_an_entry_stale_by_more_than_one_ttl_is_not_served() -> None:
+    cache: TTLCache[str, str] = TTLCache(ttl=0.01)
+    source = Source()
+    assert await cache.get("k", source.load) == "v1"
+    await asyncio.sleep(0.03)  # expired, and more than one ttl ago: e.g. a secret rotated meanwhile
+    source.value = "v2"
+
+    assert await cache.get("k", source.load) == "v2"  # waited for the load instead of answering v1
