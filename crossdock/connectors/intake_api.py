@@ -127,8 +127,9 @@ def _rejected(exc: ConnectorError) -> CrossdockError:
 
 
 # How long an API node trusts what it read of a connection for webhook verification. A secret rotated
-# or a connection disabled takes effect within this many seconds; in exchange a webhook costs no
-# database read and no decryption (measured: ~25% of the intake's CPU on PostgreSQL).
+# or a connection disabled takes effect within two of these (`TTLCache` answers an entry up to one
+# ttl past expiry while it refreshes); in exchange a webhook costs no database read and no
+# decryption (measured: ~25% of the intake's CPU on PostgreSQL).
 CONNECTION_TTL_S = 5.0
 CONNECTIONS_KEY = "intake.connections"
 

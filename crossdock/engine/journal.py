@@ -189,12 +189,16 @@ class CommitBatcher:
                 op.future.set_exception(LeaseLost("worker stopping"))
         self._queue.clear()
 
-    async def submit(self, op: CommitOp) -> None:
-        """Queue `op` and wait until it is committed; raises LeaseLost if its fence failed."""
+    def enqueue(self, op: CommitOp) -> asyncio.Future[None]:
+        """Queue `op`; the future resolves when it is committed (LeaseLost if its fence failed)."""
         op.future = asyncio.get_running_loop().create_future()
         self._queue.append(op)
         self._wakeup.set()
-        await op.future
+        return op.future
+
+    async def submit(self, op: CommitOp) -> None:
+        """Queue `op` and wait until it is committed; raises LeaseLost if its fence failed."""
+        await self.enqueue(op)
 
     def _take(self) -> list[CommitOp]:
         """The next batch: queued ops whose run has no op in a transaction in flight."""

@@ -140,7 +140,7 @@ class RunExecution:
         )
         self.journal, self.effects, self.waits, self.new_runs = [], [], [], []
         self.effect_pending = False  # before awaiting: a concurrent branch may set it again meanwhile
-        commit = asyncio.ensure_future(self.batcher.submit(op))
+        commit = self.batcher.enqueue(op)
         self.committing = commit  # a concurrent branch whose effect rides in this op waits for it too
         try:
             await commit
