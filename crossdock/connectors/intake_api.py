@@ -198,8 +198,9 @@ async def verify_shopify(
 
 
 def _shopify_event(hook: ShopifyWebhook, headers: Mapping[str, str]) -> VerifiedEvent:
-    lowered = {k.lower(): v for k, v in headers.items()}
-    kept = {k: lowered[k] for k in SHOPIFY_KEPT_HEADERS if k in lowered}
+    # `headers` answers lowercase names: ASGI's (lowercased), Starlette's (case-insensitive) or the
+    # engine's lowered copy for `/hooks/{endpoint}`.
+    kept = {k: headers[k] for k in SHOPIFY_KEPT_HEADERS if k in headers}
     return VerifiedEvent(dedup_key=hook.event_id, payload=hook.payload, headers=kept)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -20,11 +21,19 @@ def alembic_config(url: str) -> Config:
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the database behind `engine` up to `revision`."""
+    await _run(engine, command.upgrade, revision)
 
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Take the database behind `engine` down to `revision` (tests of migrations; operators use alembic)."""
+    await _run(engine, command.downgrade, revision)
+
+
+async def _run(engine: AsyncEngine, step: Callable[[Config, str], None], revision: str) -> None:
     def _do(connection: object) -> None:
         cfg = alembic_config(str(engine.url))
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
+        step(cfg, revision)
 
     async with engine.connect() as conn:
         await conn.run_sync(_do)
@@ -51,4 +60,4 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-__all__ = ["current_revision", "head_revision", "upgrade", "upgrade_sync"]
+__all__ = ["current_revision", "downgrade", "head_revision", "upgrade", "upgrade_sync"]

@@ -20,7 +20,6 @@ import asyncio
 import hashlib
 import hmac
 import inspect
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,7 +35,8 @@ from crossdock.core.cache import TTLCache
 from crossdock.core.db import Database
 from crossdock.core.errors import CrossdockError, ErrorCode, NotFound
 from crossdock.core.ids import new_id
-from crossdock.core.metrics import Metrics, group_commit_observer
+from crossdock.core.metrics import Metrics
+from crossdock.engine.batching import GroupCommitter
 from crossdock.engine.journal import RUNS
 from crossdock.engine.models import Trigger
 
@@ -97,7 +97,7 @@ class _Item:
     future: asyncio.Future[IntakeResult]
 
 
-class IntakeBatcher:
+class IntakeBatcher(GroupCommitter[_Item]):
     """Group commit of incoming events: one write per batch, each caller awaits its commit.
 
     On PostgreSQL up to `concurrency` batches are written at once, so a delivery that arrives while a
@@ -109,63 +109,28 @@ class IntakeBatcher:
     def __init__(
         self, db: Database, *, max_batch: int = 500, concurrency: int = 2, metrics: Metrics | None = None
     ) -> None:
-        self.db = db
-        self._observe = group_commit_observer(metrics, "intake")
+        super().__init__(db, kind="intake", max_batch=max_batch, concurrency=concurrency, metrics=metrics)
         ins = pg_insert(RUNS) if db.dialect == "postgresql" else sqlite_insert(RUNS)
         self._insert_stmt = ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(RUNS.c.dedup_key)
-        self.max_batch = max_batch
-        self.concurrency = max(1, concurrency) if db.dialect == "postgresql" else 1
-        self._queue: list[_Item] = []
-        self._wakeup: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
         self.commits = 0
 
     async def submit(self, endpoint: Endpoint, event: VerifiedEvent) -> IntakeResult:
-        if self._task is None or self._task.done():
-            self._wakeup = asyncio.Event()
-            self._task = asyncio.create_task(self._loop(), name="crossdock-intake")
-        assert self._wakeup is not None
         item = _Item(endpoint, event, asyncio.get_running_loop().create_future())
-        self._queue.append(item)
-        self._wakeup.set()
+        self._put(item)
         return await item.future
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
-
-    async def _loop(self) -> None:
-        assert self._wakeup is not None
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            await asyncio.sleep(0)
-            while self._queue and len(self._inflight) < self.concurrency:
-                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                self._inflight.add(asyncio.create_task(self._write(batch)))
-
-    async def _write(self, batch: list[_Item]) -> None:
-        started = time.perf_counter()
+    async def _write(self, batch: list[_Item]) -> bool:
         try:
             results = await self._store(batch)
-            self._observe(len(batch), time.perf_counter() - started)
         except Exception as exc:
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(exc)
-        else:
-            for item, result in zip(batch, results, strict=True):
-                if not item.future.done():
-                    item.future.set_result(result)
-        finally:
-            self._inflight.discard(asyncio.current_task())
-            if self._queue and self._wakeup is not None:
-                self._wakeup.set()
+            return False
+        for item, result in zip(batch, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(result)
+        return True
 
     async def _store(self, batch: list[_Item]) -> list[IntakeResult]:
         from crossdock.engine.service import new_run_row

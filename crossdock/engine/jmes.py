@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jmespath
 import jmespath.functions
 import jmespath.visitor
 
@@ -192,4 +193,6 @@ def compile_ast(node: Any, functions: jmespath.functions.Functions) -> Fn:
             return not result
 
         return negate
-    raise NotImplementedError(f"JMESPath node type {kind!r}")
+    # A node type this compiler does not know (a newer jmespath): let the library's interpreter do it.
+    interpreter = jmespath.visitor.TreeInterpreter(jmespath.Options(custom_functions=functions))
+    return lambda value: interpreter.visit(node, value)

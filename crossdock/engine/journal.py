@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,7 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crossdock.core.clock import utcnow
 from crossdock.core.db import Database
-from crossdock.core.metrics import Metrics, group_commit_observer
+from crossdock.core.metrics import Metrics
+from crossdock.engine.batching import GroupCommitter
 from crossdock.engine.models import Effect, JournalEntry, Run, RunStatus, Wait
 
 log = logging.getLogger("crossdock.engine.journal")
@@ -140,7 +140,7 @@ async def apply_ops(conn: AsyncConnection, dialect: str, ops: list[CommitOp], le
     return {op.run_id for op in good}
 
 
-class CommitBatcher:
+class CommitBatcher(GroupCommitter[CommitOp]):
     """Group commit for one process: ops submitted within one commit's latency share a transaction.
 
     Up to `concurrency` transactions are in flight at once (their round trips overlap with execution
@@ -157,33 +157,14 @@ class CommitBatcher:
         concurrency: int = 1,
         metrics: Metrics | None = None,
     ) -> None:
-        self.db = db
-        self._observe = group_commit_observer(metrics, "journal")
+        super().__init__(db, kind="journal", max_batch=max_batch, concurrency=concurrency, metrics=metrics)
         self.lease_seconds = lease_seconds
-        self.max_batch = max_batch
-        self.concurrency = 1 if db.dialect == "sqlite" else max(1, concurrency)
-        self._queue: list[CommitOp] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
         self._busy_runs: set[str] = set()
         self.commits = 0
         self.ops = 0
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="crossdock-commit-batcher")
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self.close()
         for op in self._queue:
             if op.future and not op.future.done():
                 op.future.set_exception(LeaseLost("worker stopping"))
@@ -192,8 +173,7 @@ class CommitBatcher:
     def enqueue(self, op: CommitOp) -> asyncio.Future[None]:
         """Queue `op`; the future resolves when it is committed (LeaseLost if its fence failed)."""
         op.future = asyncio.get_running_loop().create_future()
-        self._queue.append(op)
-        self._wakeup.set()
+        self._put(op)
         return op.future
 
     async def submit(self, op: CommitOp) -> None:
@@ -215,28 +195,12 @@ class CommitBatcher:
         self._busy_runs |= taken
         return batch
 
-    async def _loop(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            await asyncio.sleep(0)  # let tasks that are ready this tick join the batch
-            while self._queue and len(self._inflight) < self.concurrency:
-                batch = self._take()
-                if not batch:
-                    break  # what is queued waits for its run's transaction in flight
-                task = asyncio.create_task(self._commit_batch(batch))
-                self._inflight.add(task)
+    async def _write(self, batch: list[CommitOp]) -> bool:
+        await self._commit(batch)
+        return True
 
-    async def _commit_batch(self, batch: list[CommitOp]) -> None:
-        started = time.perf_counter()
-        try:
-            await self._commit(batch)
-            self._observe(len(batch), time.perf_counter() - started)
-        finally:
-            self._busy_runs.difference_update(op.run_id for op in batch)
-            self._inflight.discard(asyncio.current_task())
-            if self._queue:
-                self._wakeup.set()
+    def _done(self, batch: list[CommitOp]) -> None:
+        self._busy_runs.difference_update(op.run_id for op in batch)
 
     async def _commit(self, batch: list[CommitOp]) -> None:
         try:

@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from alembic import command
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossdock.core.db import make_engine
-from crossdock.core.migrate import alembic_config, upgrade
+from crossdock.core.migrate import downgrade, upgrade
 from tests.conftest import PG_ADMIN_URL, _asyncpg_url, _pg_admin
 
 PARTIAL = {"ix_engine_runs_queued", "ix_engine_runs_waiting", "ix_engine_runs_running", "ix_engine_runs_attention"}
@@ -36,17 +35,6 @@ async def scratch(backend: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     finally:
         await engine.dispose()
         await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-async def downgrade(engine: AsyncEngine, revision: str) -> None:
-    def _do(connection: object) -> None:
-        cfg = alembic_config(str(engine.url))
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, revision)
-
-    async with engine.connect() as conn:
-        await conn.run_sync(_do)
-        await conn.commit()
 
 
 async def schema(engine: AsyncEngine) -> tuple[set[str], set[str]]:

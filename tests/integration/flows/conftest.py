@@ -20,12 +20,11 @@ from crossdock.cases.models import Case, CaseRun
 from crossdock.cases.runtime import sync_failed_runs
 from crossdock.connections import service as connections
 from crossdock.connections.schemas import ConnectionCreate
-from crossdock.connectors.actions import ConnectorPool, RateBudget, register_connector_actions
 from crossdock.connectors.sandbox.server import Sandbox
 from crossdock.connectors.sandbox.shopify_orders import make_order, make_product
 from crossdock.core.context import Actor
 from crossdock.engine import service as engine_service
-from crossdock.engine.core import Engine, engine_of
+from crossdock.engine.core import Engine
 from crossdock.engine.models import Run
 from crossdock.engine.schemas import RunStart
 from crossdock.flows import service
@@ -37,6 +36,7 @@ from tests.integration.connector_actions.conftest import (
     NS_ACCOUNT,
     SandboxServer,
     bc_connection,
+    engine,
     ns_connection,
     sandbox,
     sandbox_server,
@@ -45,7 +45,7 @@ from tests.integration.connector_actions.conftest import (
 )
 from tests.integration.engine.conftest import get_run, run_to_rest
 
-__all__ = ["sandbox", "sandbox_server"]
+__all__ = ["engine", "sandbox", "sandbox_server"]  # fixtures shared with connector_actions
 
 SYSTEM = Actor.system()
 COMPANY = "7c9a5b1e-0000-4000-8000-0000000f1005"
@@ -62,18 +62,6 @@ async def new_merchant(container: Container, name: str, partner_id: str | None =
             partner_id = (await tenants.create_partner(s, SYSTEM, PartnerCreate(name=f"P {name}"))).id
         merchant = await tenants.create_merchant(s, SYSTEM, MerchantCreate(partner_id=partner_id, name=name))
         return partner_id, merchant.id
-
-
-@pytest.fixture
-async def engine(container: Container) -> AsyncIterator[Engine]:
-    eng = engine_of(container)  # bootstrap registers the connector actions, commerce.* and the case raiser
-    # ShipStation's real budget (39/min) would make every second call wait 1.5 s (see connector_actions).
-    register_connector_actions(eng, container, revalidate_s=0.0, budgets={"shipstation": RateBudget(50.0, 50.0)})
-    yield eng
-    pool = container.extras.get("connectors.pool")
-    if isinstance(pool, ConnectorPool):
-        await pool.aclose()
-    await eng.close()
 
 
 @dataclass

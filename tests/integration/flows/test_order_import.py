@@ -148,14 +148,19 @@ async def test_data_checks_raise_their_case_and_nothing_reaches_the_erp(
     assert writeback(desk) == []
 
 
-@pytest.mark.parametrize("erp", ERPS)
-async def test_credit_over_limit_waits_and_a_rejection_holds_the_order(desk: Desk, erp: str) -> None:
+def seed_credit_customer(desk: Desk, erp: str) -> None:
+    """Mia in the ERP with a 100.00 credit limit and 10.00 already owed (order #1005 takes her over)."""
     if erp == "businesscentral":
         desk.seed_bc(
             customers=[{"displayName": "Mia", "email": ORDER["email"], "creditLimit": 100.0, "balanceDue": 10.0}]
         )
     else:
         desk.seed_ns(customers=[{"externalId": CUSTOMER_EID, "companyName": "Mia", "creditLimit": 100, "balance": 10}])
+
+
+@pytest.mark.parametrize("erp", ERPS)
+async def test_credit_over_limit_waits_and_a_rejection_holds_the_order(desk: Desk, erp: str) -> None:
+    seed_credit_customer(desk, erp)
     inst = await import_instance(desk, erp)
     run_id = await desk.start(inst, ORDER)
 
@@ -177,12 +182,7 @@ async def test_credit_over_limit_waits_and_a_rejection_holds_the_order(desk: Des
 
 @pytest.mark.parametrize("erp", ERPS)
 async def test_a_credit_approval_that_times_out_holds_the_order(desk: Desk, erp: str) -> None:
-    if erp == "businesscentral":
-        desk.seed_bc(
-            customers=[{"displayName": "Mia", "email": ORDER["email"], "creditLimit": 100.0, "balanceDue": 10.0}]
-        )
-    else:
-        desk.seed_ns(customers=[{"externalId": CUSTOMER_EID, "companyName": "Mia", "creditLimit": 100, "balance": 10}])
+    seed_credit_customer(desk, erp)
     inst = await import_instance(desk, erp, approval_timeout_s=1)
     run_id = await desk.start(inst, ORDER)
     assert await desk.settle() == {run_id: "waiting"}
@@ -211,7 +211,7 @@ async def test_a_credit_approval_that_times_out_holds_the_order(desk: Desk, erp:
 
 
 async def test_approved_credit_continues_to_the_erp(desk: Desk) -> None:
-    desk.seed_ns(customers=[{"externalId": CUSTOMER_EID, "companyName": "Mia", "creditLimit": 100, "balance": 10}])
+    seed_credit_customer(desk, "netsuite")
     desk.sandbox.netsuite.configure(enforce_holds=False)  # the ERP's own hold is another test
     try:
         inst = await import_instance(desk, "netsuite")

@@ -189,3 +189,18 @@ def test_every_template_expression_matches_the_interpreter() -> None:
     assert len(sources) > 100  # the templates really were read
     for source in sources:
         assert repr(outcome(compile_expression(source), data)) == repr(outcome(interpret, source, data)), source
+
+
+def test_a_node_type_the_compiler_does_not_know_is_left_to_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A newer jmespath may add node types: they are evaluated by its own interpreter, not rejected."""
+    import jmespath.visitor
+
+    from crossdock.engine.expressions import _FUNCTIONS
+    from crossdock.engine.jmes import compile_ast
+
+    monkeypatch.setattr(
+        jmespath.visitor.TreeInterpreter, "visit_future_node", lambda _self, node, value: (node["value"], value), False
+    )
+    evaluate = compile_ast({"type": "future_node", "value": "tag", "children": []}, _FUNCTIONS)
+
+    assert evaluate({"a": 1}) == ("tag", {"a": 1})
