@@ -122,7 +122,9 @@ async def test_many_runs_on_one_connection_stay_within_its_budget(
     rest = sandbox.shopify.counters()["shops"][DEFAULT_SHOP]["rest"]
     assert [statuses[r] for r in runs] == ["succeeded"] * 36
     assert (rest["accepted"], rest["throttled"]) == (36, 0)
-    # 36 requests at 15/s after a burst of 3 take at least (36 - 3) / 15 = 2.2 s, and no
-    # one-second window sees more than rate + burst.
-    assert rest["max_in_window"] <= 18
+    # 36 requests at 15/s after a burst of 3 take at least (36 - 3) / 15 = 2.2 s, and no one-second
+    # window releases more than rate + burst; the server may count one more, a request released at the
+    # end of one window arriving in the next (the observer slip documented in docs/engine.md; seen
+    # once under a loaded CI run).
+    assert rest["max_in_window"] <= 18 + 1
     assert elapsed >= 2.0
