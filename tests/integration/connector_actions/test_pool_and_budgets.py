@@ -123,8 +123,9 @@ async def test_many_runs_on_one_connection_stay_within_its_budget(
     assert [statuses[r] for r in runs] == ["succeeded"] * 36
     assert (rest["accepted"], rest["throttled"]) == (36, 0)
     # 36 requests at 15/s after a burst of 3 take at least (36 - 3) / 15 = 2.2 s, and no one-second
-    # window releases more than rate + burst; the server may count one more, a request released at the
-    # end of one window arriving in the next (the observer slip documented in docs/engine.md; seen
-    # once under a loaded CI run).
-    assert rest["max_in_window"] <= 18 + 1
+    # window releases more than rate + burst. The server counts arrivals, not releases: requests
+    # released at the end of one window can arrive in the next (the observer slip in docs/engine.md).
+    # On SQLite under the whole suite's load, bookings waiting on the writer lock made that 2 (19 and
+    # 20 seen in clean-clone CI runs); the rate itself is checked by the elapsed time below.
+    assert rest["max_in_window"] <= 18 + 2
     assert elapsed >= 2.0
