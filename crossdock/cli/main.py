@@ -22,6 +22,7 @@ from crossdock.core.migrate import upgrade
 from crossdock.core.settings import Settings
 from crossdock.engine.cli import flows_app, runs_app, worker_command
 from crossdock.flows.cli import template_app
+from crossdock.web.server import CoalescingHttpToolsProtocol
 
 if TYPE_CHECKING:
     from crossdock.demo.traffic import TrafficConfig
@@ -208,7 +209,13 @@ async def _serve(container: Container, *, demo: bool, embedded: bool, demo_optio
     shutdown: list[Hook] = [stop_embedded] if embedded else []
     app_ = create_app(container, on_startup=startup, on_shutdown=shutdown)
     config = uvicorn.Config(
-        app_, host=settings.api.host, port=settings.api.port, log_config=None, access_log=False, lifespan="on"
+        app_,
+        host=settings.api.host,
+        port=settings.api.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        http=CoalescingHttpToolsProtocol,
     )
     server = uvicorn.Server(config)
     demo_task = asyncio.create_task(runtime.run(server)) if runtime is not None else None

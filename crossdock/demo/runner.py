@@ -102,7 +102,7 @@ async def next_order_offset(container: Container) -> int:
             await s.scalars(
                 select(Run.dedup_key)
                 .where(Run.dedup_key.contains(ORDER_EVENT_PREFIX))
-                .order_by(Run.created_at.desc())
+                .order_by(Run.id.desc())  # ULIDs: creation order
                 .limit(2000)
             )
         ).all()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
 from crossdock.core.db import Database
@@ -18,7 +19,7 @@ from crossdock.core.metrics import Metrics, group_commit_observer
 T = TypeVar("T")
 
 
-class GroupCommitter(Generic[T]):
+class GroupCommitter(ABC, Generic[T]):
     def __init__(self, db: Database, *, kind: str, max_batch: int, concurrency: int, metrics: Metrics | None) -> None:
         self.db = db
         self.kind = kind
@@ -54,9 +55,9 @@ class GroupCommitter(Generic[T]):
         batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
         return batch
 
+    @abstractmethod
     async def _write(self, batch: list[T]) -> bool:
         """Write `batch` and settle its items' futures (never raises); True when it was committed."""
-        raise NotImplementedError
 
     def _done(self, batch: list[T]) -> None:
         """Called after each write, committed or not."""

@@ -153,7 +153,7 @@ class Engine:
         return flow
 
     async def _compile(self, version_id: str) -> CompiledFlow:
-        async with self.db.engine.connect() as conn:
+        async with self.db.reads.connect() as conn:
             row = (
                 await conn.execute(
                     select(FlowVersion.flow_id, FlowVersion.definition).where(FlowVersion.id == version_id)

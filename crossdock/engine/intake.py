@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import String, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -37,6 +37,7 @@ from crossdock.core.errors import CrossdockError, ErrorCode, NotFound
 from crossdock.core.ids import new_id
 from crossdock.core.metrics import Metrics
 from crossdock.engine.batching import GroupCommitter
+from crossdock.engine.bulk import dumps, insert_from_json
 from crossdock.engine.journal import RUNS
 from crossdock.engine.models import Trigger
 
@@ -112,6 +113,8 @@ class IntakeBatcher(GroupCommitter[_Item]):
         super().__init__(db, kind="intake", max_batch=max_batch, concurrency=concurrency, metrics=metrics)
         ins = pg_insert(RUNS) if db.dialect == "postgresql" else sqlite_insert(RUNS)
         self._insert_stmt = ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(RUNS.c.dedup_key)
+        # PostgreSQL: the batch as one JSON document (`engine.bulk`), by the row's keys.
+        self._json_inserts: dict[tuple[str, ...], Any] = {}
         self.commits = 0
 
     async def submit(self, endpoint: Endpoint, event: VerifiedEvent) -> IntakeResult:
@@ -182,14 +185,25 @@ class IntakeBatcher(GroupCommitter[_Item]):
                 out.append(IntakeResult(old_run, old_event, True))
         return out
 
+    def _json_insert(self, keys: tuple[str, ...]) -> Any:
+        stmt = self._json_inserts.get(keys)
+        if stmt is None:
+            sql = insert_from_json(RUNS, keys, "rows") + " ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key"
+            stmt = self._json_inserts[keys] = text(sql).columns(dedup_key=String)
+        return stmt
+
     async def _insert(
         self, conn: AsyncConnection, rows: dict[str, dict[str, Any]]
     ) -> tuple[set[str], dict[str, tuple[str, str | None]]]:
         """Insert the runs; the dedup keys created, and the (run, event) of keys that already existed."""
-        # executemany (SQLAlchemy's "insertmanyvalues"): one cached statement whatever the batch size,
-        # still sent as one multi-row INSERT; a per-size VALUES list recompiled every batch.
         # Sorted by dedup key: concurrent batches take the unique index's entries in one order.
-        created = await conn.execute(self._insert_stmt, [rows[k] for k in sorted(rows)])
+        # PostgreSQL: one statement over the batch as a JSON document (`engine.bulk`). SQLite:
+        # executemany (SQLAlchemy's "insertmanyvalues"), one cached statement whatever the batch size.
+        ordered = [rows[k] for k in sorted(rows)]
+        if self.db.dialect == "postgresql":
+            created = await conn.execute(self._json_insert(tuple(ordered[0])), {"rows": dumps(ordered)})
+        else:
+            created = await conn.execute(self._insert_stmt, ordered)
         new_keys = set(created.scalars())
         old_keys = [k for k in rows if k not in new_keys]
         existing: dict[str, tuple[str, str | None]] = {}
@@ -218,7 +232,7 @@ class EndpointCache:
         return endpoint
 
     async def _load(self, endpoint_id: str) -> Endpoint | None:
-        async with self.db.engine.connect() as conn:
+        async with self.db.reads.connect() as conn:
             row = (
                 await conn.execute(
                     select(Trigger).where(
@@ -263,7 +277,7 @@ async def find_endpoints(engine: Engine, *, verifier: str, connection_id: str | 
 
 
 async def _find_endpoints(engine: Engine, *, verifier: str, connection_id: str | None) -> list[Endpoint]:
-    async with engine.db.engine.connect() as conn:
+    async with engine.db.reads.connect() as conn:
         rows = (await conn.execute(select(Trigger).where(Trigger.kind == "webhook", Trigger.enabled.is_(True)))).all()
     out = []
     for row in rows:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     literal,
+    select,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -116,6 +117,15 @@ def in_state(status: str) -> ColumnElement[bool]:
     return Run.__table__.c.status == literal(status, literal_execute=True)
 
 
+def unlocked_runs(*where: ColumnElement[bool]) -> ColumnElement[bool]:
+    """`engine_runs.id IN (runs matching where, FOR UPDATE SKIP LOCKED)`, for sweeps over many runs
+    (lease heartbeat, reaper): a sweep that waited on the rows a group commit holds, in another
+    order, could deadlock with it (PostgreSQL then stalls both for `deadlock_timeout`). A run being
+    committed is skipped; the commit extends or ends its lease itself. SQLite has one writer anyway."""
+    table = Run.__table__
+    return table.c.id.in_(select(table.c.id).where(*where).with_for_update(skip_locked=True))
+
+
 def _in_state(name: str, column: str, status: str) -> Index:
     where = text(f"status = '{status}'")
     return Index(name, column, postgresql_where=where, sqlite_where=where)
@@ -130,9 +140,17 @@ class Run(TenantOwned, Base):
         _in_state("ix_engine_runs_waiting", "wake_at", "waiting"),  # timers and wait expiry
         _in_state("ix_engine_runs_running", "lease_expires_at", "running"),  # reaper, in-flight caps
         _in_state("ix_engine_runs_attention", "id", "needs_attention"),  # the exception desk's sweep
+        Index(  # only sub-flow runs have a parent
+            "ix_engine_runs_parent_run_id",
+            "parent_run_id",
+            postgresql_where=text("parent_run_id IS NOT NULL"),
+            sqlite_where=text("parent_run_id IS NOT NULL"),
+        ),
     )
 
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # a ULID: in creation order
+    # Listed by merchant or flow, or by id with the partner as a filter: no partner index (0008).
+    partner_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     flow_id: Mapped[str] = mapped_column(String(40), index=True)
     version_id: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.QUEUED)
@@ -141,7 +159,7 @@ class Run(TenantOwned, Base):
     output: Mapped[Any] = mapped_column(JSONType, nullable=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     dedup_key: Mapped[str | None] = mapped_column(String(300), unique=True)
-    parent_run_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    parent_run_id: Mapped[str | None] = mapped_column(String(40))
     parent_step_path: Mapped[str | None] = mapped_column(String(300))
     available_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     wake_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -151,7 +169,7 @@ class Run(TenantOwned, Base):
     claims: Mapped[int] = mapped_column(Integer, default=0)
     generation: Mapped[int] = mapped_column(Integer, default=0)
     replays: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # order by id instead
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -167,6 +185,10 @@ class JournalEntry(TenantOwned, Base):
     )
 
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    # Read by run (with the tenant as an extra filter), never by tenant alone: no tenant indexes,
+    # which would cost two index entries per journalled step (migration 0008).
+    partner_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    merchant_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     run_id: Mapped[str] = mapped_column(String(40))
     step_path: Mapped[str] = mapped_column(String(300))
     step_type: Mapped[str] = mapped_column(String(40))
@@ -187,6 +209,8 @@ class Effect(TenantOwned, Base):
     __tablename__ = "engine_effects"
 
     idempotency_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    partner_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # no tenant indexes (0008)
+    merchant_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     run_id: Mapped[str] = mapped_column(String(40), index=True)
     step_path: Mapped[str] = mapped_column(String(300))
     action: Mapped[str] = mapped_column(String(120))

@@ -13,7 +13,7 @@ from crossdock.core.clock import utcnow
 from crossdock.core.db import Database
 from crossdock.core.metrics import Metrics
 from crossdock.engine.journal import RUNS
-from crossdock.engine.models import RunStatus, in_state
+from crossdock.engine.models import RunStatus, in_state, unlocked_runs
 
 
 async def reap_expired_leases(db: Database, metrics: Metrics | None = None) -> int:
@@ -22,7 +22,7 @@ async def reap_expired_leases(db: Database, metrics: Metrics | None = None) -> i
     async with db.engine.begin() as conn:
         result = await conn.execute(
             update(RUNS)
-            .where(in_state(RunStatus.RUNNING), RUNS.c.lease_expires_at < now)
+            .where(unlocked_runs(in_state(RunStatus.RUNNING), RUNS.c.lease_expires_at < now))
             .values(
                 status=RunStatus.QUEUED,
                 lease_owner=None,

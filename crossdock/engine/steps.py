@@ -324,7 +324,7 @@ class RunExecution:
 
     async def ledger(self, key: str) -> Any | None:
         """The recorded result of an effect with this idempotency key, or None if it never happened."""
-        async with self.engine.db.engine.connect() as conn:
+        async with self.engine.db.reads.connect() as conn:
             row = (await conn.execute(select(Effect.result).where(Effect.idempotency_key == key))).first()
         return None if row is None else {"result": row[0]}
 
@@ -567,7 +567,7 @@ class RunExecution:
         }
 
     async def _published(self, flow_key: str) -> tuple[str, str]:
-        async with self.engine.db.engine.connect() as conn:
+        async with self.engine.db.reads.connect() as conn:
             row = (
                 await conn.execute(
                     select(Flow.id, FlowVersion.id)
@@ -587,7 +587,7 @@ class RunExecution:
         model = step.model
         assert isinstance(model, EmitStep)
         payload = step.values["payload"](data)
-        async with self.engine.db.engine.connect() as conn:
+        async with self.engine.db.reads.connect() as conn:
             subs = (
                 await conn.execute(
                     select(Trigger.id, Trigger.flow_id, Trigger.version_id).where(

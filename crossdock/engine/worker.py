@@ -31,7 +31,7 @@ from crossdock.core.db import JSONType, UTCDateTime
 from crossdock.core.ids import new_ulid
 from crossdock.engine.core import Engine
 from crossdock.engine.journal import JOURNAL, RUNS, WAITS, CommitBatcher, LeaseLost
-from crossdock.engine.models import FINAL_STATUSES, MerchantQueue, RunStatus, in_state
+from crossdock.engine.models import FINAL_STATUSES, MerchantQueue, RunStatus, in_state, unlocked_runs
 from crossdock.engine.steps import ClaimedRun, History, RunExecution
 
 log = logging.getLogger("crossdock.engine.worker")
@@ -179,7 +179,7 @@ class Worker:
         if not resumed:
             return out
         ids = sorted(resumed)
-        async with self.db.engine.connect() as conn:
+        async with self.db.reads.connect() as conn:
             jrows = (
                 await conn.execute(
                     select(
@@ -317,14 +317,20 @@ class Worker:
         while not stop.is_set():
             await asyncio.sleep(self.heartbeat_seconds)
             try:
-                async with self.db.engine.begin() as conn:
-                    await conn.execute(
-                        update(RUNS)
-                        .where(RUNS.c.lease_owner == self.owner, in_state(RunStatus.RUNNING))
-                        .values(lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds))
-                    )
+                await self.renew_leases()
             except Exception:
                 log.exception("heartbeat failed")
+
+    async def renew_leases(self) -> int:
+        """Extend the lease of every run this worker holds, except runs a commit has locked right now
+        (that commit extends or ends them); returns how many were extended."""
+        async with self.db.engine.begin() as conn:
+            result = await conn.execute(
+                update(RUNS)
+                .where(unlocked_runs(RUNS.c.lease_owner == self.owner, in_state(RunStatus.RUNNING)))
+                .values(lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds))
+            )
+        return int(result.rowcount or 0)
 
 
 def queue_depths(rows: list[tuple[str | None, int]]) -> dict[str, int]:

@@ -29,7 +29,7 @@ def live_config_action(engine: Engine) -> Callable[[ActionContext, Any], Awaitab
             raise StepFailed(
                 "flows.live_config needs `defaults`: an object of parameter values.", category="validation"
             )
-        async with engine.db.engine.connect() as conn:
+        async with engine.db.reads.connect() as conn:
             overrides = (
                 await conn.execute(
                     select(FlowInstance.overrides)

@@ -22,7 +22,7 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", summary="Readiness: the database answers and is migrated to head.", response_model=None)
 async def readyz(c: ContainerDep) -> dict[str, str] | Response:
     try:
-        async with c.db.engine.connect() as conn:
+        async with c.db.reads.connect() as conn:
             await conn.execute(text("SELECT 1"))
         current = await current_revision(c.db.engine)
     except Exception as exc:

@@ -120,7 +120,7 @@ async def read_connection(container: Any, connection_id: str, *, full: bool = Tr
     ]
     if full:
         cols += [Connection.config, Connection.secrets_ciphertext]
-    async with container.db.engine.connect() as conn:
+    async with container.db.reads.connect() as conn:
         row = (await conn.execute(select(*cols).where(Connection.id == connection_id))).first()
     return None if row is None else ConnectionRow(*row)
 

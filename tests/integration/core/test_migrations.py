@@ -77,3 +77,53 @@ async def test_events_table_and_run_indexes_up_and_down(scratch: AsyncEngine) ->
 
     await upgrade(scratch)
     assert PARTIAL <= (await schema(scratch))[1]
+
+
+async def _indexes(engine: AsyncEngine, table: str) -> dict[str, dict[str, object]]:
+    async with engine.connect() as conn:
+        return await conn.run_sync(lambda c: {ix["name"]: ix for ix in inspect(c).get_indexes(table) if ix["name"]})
+
+
+async def _compression(engine: AsyncEngine) -> dict[tuple[str, str], str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT attrelid::regclass::text, attname, attcompression::text FROM pg_attribute "
+                "WHERE attrelid IN ('engine_runs'::regclass, 'engine_journal'::regclass, 'engine_effects'::regclass) "
+                "AND attnum > 0 AND NOT attisdropped"
+            )
+        )
+        return {(t, c): m for t, c, m in rows}
+
+
+async def test_lean_run_writes_up_and_down(scratch: AsyncEngine, backend: str) -> None:
+    """0008: tenant indexes off the journal and the ledger, a partial parent index, lz4 on PostgreSQL."""
+    tenant = {"ix_engine_journal_partner_id", "ix_engine_journal_merchant_id"}
+    await upgrade(scratch, "0007")
+    assert tenant <= set(await _indexes(scratch, "engine_journal"))
+
+    await upgrade(scratch)
+    assert not (tenant & set(await _indexes(scratch, "engine_journal")))
+    assert not {"ix_engine_runs_created_at", "ix_engine_runs_partner_id"} & set(await _indexes(scratch, "engine_runs"))
+    assert not {"ix_engine_effects_partner_id", "ix_engine_effects_merchant_id"} & set(
+        await _indexes(scratch, "engine_effects")
+    )
+    async with scratch.connect() as conn:
+        sql = await conn.run_sync(
+            lambda c: c.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_engine_runs_parent_run_id'"
+                if backend == "postgres"
+                else "SELECT sql FROM sqlite_master WHERE name = 'ix_engine_runs_parent_run_id'"
+            ).scalar_one()
+        )
+    assert "parent_run_id IS NOT NULL" in sql
+    if backend == "postgres":
+        methods = await _compression(scratch)
+        assert methods[("engine_runs", "input")] == "l" and methods[("engine_journal", "output")] == "l"
+        assert methods[("engine_effects", "result")] == "l" and methods[("engine_runs", "id")] == ""
+
+    await downgrade(scratch, "0007")
+    assert tenant <= set(await _indexes(scratch, "engine_journal"))
+    assert {"ix_engine_runs_created_at", "ix_engine_runs_partner_id"} <= set(await _indexes(scratch, "engine_runs"))
+    if backend == "postgres":
+        assert (await _compression(scratch))[("engine_runs", "input")] == "p"

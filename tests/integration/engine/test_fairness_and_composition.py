@@ -47,7 +47,7 @@ async def test_flood_from_one_merchant_does_not_starve_another(container: Contai
     b_runs = await _bulk_enqueue(container, flow_b, 20)
 
     async def done(merchant: str) -> int:
-        async with container.db.engine.connect() as conn:
+        async with container.db.reads.connect() as conn:
             q = select(func.count()).select_from(Run).where(Run.merchant_id == merchant, Run.status == "succeeded")
             return int((await conn.execute(q)).scalar() or 0)
 

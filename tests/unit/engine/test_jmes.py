@@ -204,3 +204,28 @@ def test_a_node_type_the_compiler_does_not_know_is_left_to_the_interpreter(monke
     evaluate = compile_ast({"type": "future_node", "value": "tag", "children": []}, _FUNCTIONS)
 
     assert evaluate({"a": 1}) == ("tag", {"a": 1})
+
+
+FUNCTION_ERRORS = [
+    "abs(name)",  # type error
+    "abs(`1`, `2`)",  # arity
+    "not_null()",  # variadic, too few
+    "sum(people[].name)",  # array subtype error
+    "sum(nested)",  # array of mixed types
+    "max_by(people, &tags)",  # the expression gives the wrong type
+    "join(`1`, strings)",
+    "contains(`1`, `2`)",
+    "merge(map.p, people)",  # unchecked variadic argument: the function itself fails (ValueError)
+]
+
+
+@pytest.mark.parametrize("source", FUNCTION_ERRORS)
+def test_function_errors_are_the_interpreters(source: str) -> None:
+    """Resolved-once function calls raise what `Functions.call_function` raises, message included."""
+    data = document()
+    compiled = compile_expression(source)
+    with pytest.raises(Exception) as expected:  # whatever the interpreter raises
+        interpret(source, data)
+    with pytest.raises(type(expected.value)) as got:
+        compiled(data)
+    assert str(got.value) == str(expected.value)
