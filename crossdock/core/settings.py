@@ -35,6 +35,12 @@ class WorkerSettings(BaseModel):
     lease_seconds: float = Field(30.0, description="How long a claimed run stays leased without a heartbeat.")
     heartbeat_seconds: float = Field(5.0, description="How often a worker renews its leases.")
     poll_seconds: float = Field(0.05, description="Idle poll interval when no work is queued.")
+    claim_pace_seconds: float = Field(
+        0.01,
+        description="After a claim that found less than a full batch, wait this long (or until half the runs "
+        "in hand finish) before claiming again, so a trickle of work is claimed in batches, not a few runs "
+        "per round trip. A full batch is followed by the next claim at once. 0 claims again at once.",
+    )
     merchant_concurrency: int = Field(
         64,
         description="Default most runs in flight per merchant across all workers. Claims are round-robin "

@@ -108,6 +108,7 @@ class Worker:
         heartbeat_seconds: float | None = None,
         poll_seconds: float | None = None,
         merchant_concurrency: int | None = None,
+        claim_pace_seconds: float | None = None,
     ) -> None:
         ws = engine.settings.worker
         self.engine = engine
@@ -119,13 +120,16 @@ class Worker:
         self.heartbeat_seconds = heartbeat_seconds or ws.heartbeat_seconds
         self.poll_seconds = poll_seconds or ws.poll_seconds
         self.merchant_concurrency = merchant_concurrency or ws.merchant_concurrency
+        self.claim_pace_seconds = ws.claim_pace_seconds if claim_pace_seconds is None else claim_pace_seconds
         self.batcher = CommitBatcher(
             self.db, lease_seconds=self.lease_seconds, concurrency=ws.commit_concurrency, metrics=engine.metrics
         )
         self.active: set[asyncio.Task[None]] = set()
         self._freed = asyncio.Event()  # set whenever a run's task ends (a slot is free)
         self._claim_stmt = _claim_statement(self.db.dialect)
-        self.claimed = 0
+        self._claimed_all = False
+        self.claimed = 0  # runs
+        self.claims = 0  # claims that found work
         self.finished = 0
 
     # -- claiming -------------------------------------------------------------------------------
@@ -170,6 +174,7 @@ class Worker:
             for r in rows
         ]
         self.claimed += len(runs)
+        self.claims += bool(runs)
         return runs
 
     async def histories(self, runs: list[ClaimedRun]) -> dict[str, History]:
@@ -254,7 +259,9 @@ class Worker:
         free = self.concurrency - len(self.active)
         if free <= 0:
             return 0
-        runs = await self.claim(min(free, self.claim_batch))
+        limit = min(free, self.claim_batch)
+        runs = await self.claim(limit)
+        self._claimed_all = len(runs) >= limit  # probably more queued: claim again without pacing
         if not runs:
             return 0
         histories = await self.histories(runs)
@@ -276,14 +283,21 @@ class Worker:
                 except Exception:
                     log.exception("claim failed; retrying")
                     claimed = 0
-                if claimed and len(self.active) < self.concurrency // 2:
-                    continue
-                # Idle until the poll interval passes, or (when at least half busy) a run finishes.
+                half = self.concurrency // 2
+                if claimed and self._claimed_all and len(self.active) < half:
+                    continue  # a backlog: claim the next batch at once
+                # Wait for more work to gather: the poll interval when idle, the pace after a partial
+                # claim (a trickle is then claimed ~pace apart, not a few runs per round trip), and
+                # in either case no longer than until a run finishes when at least half busy.
                 self._freed.clear()
                 waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
-                if self.active and len(self.active) >= self.concurrency // 2:
+                if self.active and len(self.active) >= half:
                     waiters.append(asyncio.ensure_future(self._freed.wait()))
-                _done, pending = await asyncio.wait(waiters, timeout=self.poll_seconds, return_when="FIRST_COMPLETED")
+                timeout = self.claim_pace_seconds if claimed else self.poll_seconds
+                if timeout > 0:
+                    _done, pending = await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
+                else:
+                    pending = set(waiters)
                 for p in pending:
                     p.cancel()
         finally:

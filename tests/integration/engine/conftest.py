@@ -15,8 +15,10 @@ from crossdock.bootstrap import Container
 from crossdock.core.context import Actor
 from crossdock.engine import service
 from crossdock.engine.core import Engine, engine_of
+from crossdock.engine.journal import RUNS
 from crossdock.engine.models import Run
 from crossdock.engine.schemas import FlowCreate, RunStart
+from crossdock.engine.service import new_run_row
 from crossdock.engine.worker import Worker
 from crossdock.tenants import service as tenants
 from crossdock.tenants.schemas import MerchantCreate, PartnerCreate
@@ -29,6 +31,20 @@ async def engine(container: Container) -> AsyncIterator[Engine]:
     eng = engine_of(container)
     yield eng
     await eng.close()
+
+
+async def bulk_enqueue(container: Container, flow_id: str, n: int) -> list[str]:
+    """Queue n runs of version 1 of a flow in one INSERT (no API, no intake)."""
+    async with container.db.session(SYSTEM.scope) as s:
+        flow = await service.get_flow(s, flow_id)
+        version = await service.get_version(s, flow_id, 1)
+    rows = [
+        new_run_row(flow_id, version.id, flow.partner_id, flow.merchant_id, {"i": i}, {"kind": "test"}, None)
+        for i in range(n)
+    ]
+    async with container.db.engine.begin() as conn:
+        await conn.execute(RUNS.insert(), rows)
+    return [r["id"] for r in rows]
 
 
 async def new_merchant(container: Container, name: str = "Aurora") -> str:

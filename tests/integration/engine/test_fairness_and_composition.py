@@ -14,27 +14,22 @@ from crossdock.core.clock import utcnow
 from crossdock.engine import service
 from crossdock.engine.core import Engine
 from crossdock.engine.definitions import InvalidFlow
-from crossdock.engine.journal import RUNS
 from crossdock.engine.models import Run, Trigger
 from crossdock.engine.scheduler import Scheduler
-from crossdock.engine.service import new_run_row
 
-from .conftest import SYSTEM, get_run, new_merchant, publish, run_to_rest, running_worker, start, wait_until
+from .conftest import (
+    SYSTEM,
+    bulk_enqueue,
+    get_run,
+    new_merchant,
+    publish,
+    run_to_rest,
+    running_worker,
+    start,
+    wait_until,
+)
 
 TRIVIAL = {"steps": [{"id": "a", "type": "map", "output": "=input"}]}
-
-
-async def _bulk_enqueue(container: Container, flow_id: str, n: int) -> list[str]:
-    async with container.db.session(SYSTEM.scope) as s:
-        flow = await service.get_flow(s, flow_id)
-        version = await service.get_version(s, flow_id, 1)
-    rows = [
-        new_run_row(flow_id, version.id, flow.partner_id, flow.merchant_id, {"i": i}, {"kind": "test"}, None)
-        for i in range(n)
-    ]
-    async with container.db.engine.begin() as conn:
-        await conn.execute(RUNS.insert(), rows)
-    return [r["id"] for r in rows]
 
 
 @pytest.mark.slow
@@ -43,8 +38,8 @@ async def test_flood_from_one_merchant_does_not_starve_another(container: Contai
     b = await new_merchant(container, "B")
     flow_a = await publish(container, engine, a, "fa", TRIVIAL)
     flow_b = await publish(container, engine, b, "fb", TRIVIAL)
-    await _bulk_enqueue(container, flow_a, 2000)
-    b_runs = await _bulk_enqueue(container, flow_b, 20)
+    await bulk_enqueue(container, flow_a, 2000)
+    b_runs = await bulk_enqueue(container, flow_b, 20)
 
     async def done(merchant: str) -> int:
         async with container.db.reads.connect() as conn:
