@@ -133,10 +133,15 @@ class Engine:
         aiohttp rather than httpx here: on the hot path of `http.request` httpx/httpcore spent about
         half of a worker's CPU (its pool scans every connection per request); aiohttp's pool does not.
         Connector clients keep httpx, whose calls are paced by rate budgets anyway.
+
+        No cookie jar: the session is shared by every merchant's runs, so a cookie one endpoint sets
+        must not ride along on another run's request (and the jar's per-request filtering is saved).
         """
         if self._http is None:
             self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30), raise_for_status=False
+                connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                raise_for_status=False,
             )
         return self._http
 
