@@ -37,9 +37,11 @@ class WorkerSettings(BaseModel):
     poll_seconds: float = Field(0.05, description="Idle poll interval when no work is queued.")
     claim_pace_seconds: float = Field(
         0.01,
-        description="After a claim that found less than a full batch, wait this long (or until half the runs "
-        "in hand finish) before claiming again, so a trickle of work is claimed in batches, not a few runs "
-        "per round trip. A full batch is followed by the next claim at once. 0 claims again at once.",
+        ge=0,
+        description="After a claim that found fewer runs than it asked for, wait this long (or, when at least "
+        "half the slots are busy, until a run finishes) before claiming again, so a trickle of work is claimed "
+        "in batches, not a few runs per round trip. A claim that got all it asked for is followed at once. "
+        "0 turns pacing off.",
     )
     merchant_concurrency: int = Field(
         64,

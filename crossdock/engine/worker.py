@@ -278,26 +278,24 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(stop), name="crossdock-heartbeat")
         try:
             while not stop.is_set():
+                self._freed.clear()  # before the claim: a run finishing during it must wake the wait below
                 try:
                     claimed = await self.run_once()
                 except Exception:
                     log.exception("claim failed; retrying")
                     claimed = 0
                 half = self.concurrency // 2
-                if claimed and self._claimed_all and len(self.active) < half:
-                    continue  # a backlog: claim the next batch at once
+                busy = len(self.active) >= half
+                if claimed and not busy and (self._claimed_all or self.claim_pace_seconds <= 0):
+                    continue  # a backlog (or pacing is off): claim again at once
                 # Wait for more work to gather: the poll interval when idle, the pace after a partial
                 # claim (a trickle is then claimed ~pace apart, not a few runs per round trip), and
                 # in either case no longer than until a run finishes when at least half busy.
-                self._freed.clear()
                 waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
-                if self.active and len(self.active) >= half:
+                if busy:
                     waiters.append(asyncio.ensure_future(self._freed.wait()))
-                timeout = self.claim_pace_seconds if claimed else self.poll_seconds
-                if timeout > 0:
-                    _done, pending = await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
-                else:
-                    pending = set(waiters)
+                timeout = self.claim_pace_seconds if claimed and self.claim_pace_seconds > 0 else self.poll_seconds
+                _done, pending = await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
                 for p in pending:
                     p.cancel()
         finally:

@@ -24,7 +24,7 @@ async def readyz(c: ContainerDep) -> dict[str, str] | Response:
     try:
         async with c.db.reads.connect() as conn:
             await conn.execute(text("SELECT 1"))
-        current = await current_revision(c.db.engine)
+        current = await current_revision(c.db.reads)
     except Exception as exc:
         return error_response(503, "unavailable", f"The database is not reachable: {type(exc).__name__}.")
     head = head_revision()
