@@ -127,7 +127,6 @@ class Worker:
         self.active: set[asyncio.Task[None]] = set()
         self._freed = asyncio.Event()  # set whenever a run's task ends (a slot is free)
         self._claim_stmt = _claim_statement(self.db.dialect)
-        self._claimed_all = False
         self.claimed = 0  # runs
         self.claims = 0  # claims that found work
         self.finished = 0
@@ -254,22 +253,22 @@ class Worker:
         self.active.discard(task)
         self._freed.set()
 
-    async def run_once(self) -> int:
-        """Claim what fits and start executing it; returns the number of runs claimed."""
+    async def run_once(self) -> tuple[int, bool]:
+        """Claim what fits and start executing it; returns the number of runs claimed, and whether
+        that was all it asked for (then more are probably queued: claim again without pacing)."""
         free = self.concurrency - len(self.active)
         if free <= 0:
-            return 0
+            return 0, False
         limit = min(free, self.claim_batch)
         runs = await self.claim(limit)
-        self._claimed_all = len(runs) >= limit  # probably more queued: claim again without pacing
         if not runs:
-            return 0
+            return 0, False
         histories = await self.histories(runs)
         for run in runs:
             task = asyncio.create_task(self.execute(run, histories[run.id]))
             self.active.add(task)
             task.add_done_callback(self._done)
-        return len(runs)
+        return len(runs), len(runs) >= limit
 
     async def run(self, stop: asyncio.Event, *, drain_seconds: float = 10.0) -> None:
         """Work until `stop` is set, then drain in-flight runs and release the rest."""
@@ -280,13 +279,12 @@ class Worker:
             while not stop.is_set():
                 self._freed.clear()  # before the claim: a run finishing during it must wake the wait below
                 try:
-                    claimed = await self.run_once()
+                    claimed, claimed_all = await self.run_once()
                 except Exception:
                     log.exception("claim failed; retrying")
-                    claimed = 0
-                half = self.concurrency // 2
-                busy = len(self.active) >= half
-                if claimed and not busy and (self._claimed_all or self.claim_pace_seconds <= 0):
+                    claimed, claimed_all = 0, False
+                busy = len(self.active) >= self.concurrency // 2
+                if claimed and not busy and (claimed_all or self.claim_pace_seconds <= 0):
                     continue  # a backlog (or pacing is off): claim again at once
                 # Wait for more work to gather: the poll interval when idle, the pace after a partial
                 # claim (a trickle is then claimed ~pace apart, not a few runs per round trip), and
