@@ -178,7 +178,7 @@ async def _store(
         for e, r in zip(endpoints, results, strict=True)
     ]
     duplicate = all(r.duplicate for r in results)
-    counter.labels(system, "duplicate" if duplicate else "stored").inc()
+    container.metrics.child(counter, system, "duplicate" if duplicate else "stored").inc()
     return {"runs": runs, "duplicate": duplicate}
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+M = TypeVar("M", Counter, Gauge, Histogram)
 
 
 class Metrics:
@@ -12,6 +15,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self.http_requests = Counter(
             "crossdock_http_requests_total",
             "HTTP requests by route and status.",
@@ -69,6 +73,16 @@ class Metrics:
             registry=self.registry,
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
         )
+
+    def child(self, metric: M, *values: str) -> M:
+        """`metric.labels(*values)`, remembered: `labels` converts, checks and locks on every call,
+        which adds up on per-request and per-step paths. Not for metrics whose children are removed
+        or cleared (the per-merchant queue depth gauge)."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
 
 def group_commit_observer(metrics: Metrics | None, kind: str) -> Callable[[int, float], None]:

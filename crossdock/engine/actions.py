@@ -8,6 +8,7 @@ business key, a rate-budget `acquire(account)` and the effect ledger. Built-ins:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -126,10 +127,15 @@ class HttpRequestInput(BaseModel):
     timeout_s: float = Field(30.0, gt=0, le=600)
 
 
+@functools.lru_cache(maxsize=64)
+def _timeout(total: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total)  # immutable: one per distinct timeout, not one per request
+
+
 async def http_request(ctx: ActionContext, data: Any) -> Any:
     """Send one HTTP request with an `Idempotency-Key` header; 5xx/429/network errors are transient."""
     headers = {"Idempotency-Key": ctx.idempotency_key, **(data.get("headers") or {})}
-    kwargs: dict[str, Any] = {"headers": headers, "timeout": aiohttp.ClientTimeout(total=data.get("timeout_s", 30.0))}
+    kwargs: dict[str, Any] = {"headers": headers, "timeout": _timeout(data.get("timeout_s", 30.0))}
     if data.get("json") is not None:
         kwargs["data"] = orjson.dumps(data["json"])
         headers.setdefault("Content-Type", "application/json")

@@ -72,6 +72,51 @@ def _compile_call(name: str, args: list[Fn], functions: jmespath.functions.Funct
             allowed, subtypes = functions._get_allowed_pytypes(types)  # type: ignore[attr-defined]
             checks.append((i, frozenset(allowed), subtypes, types))
 
+    def check(i: int, current: Any) -> None:
+        for j, allowed, subtypes, types in checks:
+            if j != i:
+                continue
+            if type(current).__name__ not in allowed:
+                functions._type_check_single(current, types, name)  # type: ignore[attr-defined]  # raises
+            elif subtypes:
+                functions._subtype_check(current, subtypes, types, name)  # type: ignore[attr-defined]
+
+    # One- and two-argument calls (most of them) without the argument list and the loop: a type whose
+    # name is allowed and that needs no array subtype check passes at once; anything else goes
+    # through `check`, which runs the library's checks (and raises its errors).
+    fast = {i: allowed for i, allowed, subtypes, _types in checks if not subtypes}
+    slow = {i for i, _allowed, subtypes, _types in checks if subtypes}
+    everything = frozenset(("dict", "list", "str", "int", "float", "bool", "NoneType"))
+
+    def passes(i: int) -> frozenset[str]:
+        """Type names argument `i` takes without further checks (empty: always check it)."""
+        return frozenset() if i in slow else fast.get(i, everything)
+
+    if len(args) == 1 and not (signature and signature[-1].get("variadic")):
+        (arg0,) = args
+        ok0 = passes(0)
+
+        def invoke1(value: Any) -> Any:
+            a = arg0(value)
+            if type(a).__name__ not in ok0:
+                check(0, a)
+            return fn(functions, a)
+
+        return invoke1
+    if len(args) == 2 and not (signature and signature[-1].get("variadic")):
+        arg0, arg1 = args
+        ok0, ok1 = passes(0), passes(1)
+
+        def invoke2(value: Any) -> Any:
+            a, b = arg0(value), arg1(value)
+            if type(a).__name__ not in ok0:
+                check(0, a)
+            if type(b).__name__ not in ok1:
+                check(1, b)
+            return fn(functions, a, b)
+
+        return invoke2
+
     def invoke(value: Any) -> Any:
         resolved = [a(value) for a in args]
         for i, allowed, subtypes, types in checks:

@@ -286,7 +286,8 @@ class RunExecution:
         self.history.done[path] = output
         data["steps"][step.id] = output
         self.steps_done += 1
-        self.engine.metrics.step_latency.labels(type=step.type).observe(time.perf_counter() - t0)
+        metrics = self.engine.metrics
+        metrics.child(metrics.step_latency, step.type).observe(time.perf_counter() - t0)
         if effect:
             self.effect_pending = True
 

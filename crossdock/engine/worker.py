@@ -222,7 +222,8 @@ class Worker:
             flow = await self.engine.compiled(run.version_id)
             status = await RunExecution(self.engine, self.batcher, run, flow, history).execute()
             if status in FINAL_STATUSES:
-                self.engine.metrics.runs_finished.labels(status=status).inc()
+                metrics = self.engine.metrics
+                metrics.child(metrics.runs_finished, status).inc()
                 self.finished += 1
         except LeaseLost as exc:
             log.info("abandoning run: %s", exc)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any
 
 import orjson
 
+from crossdock.core.ids import random_bytes
 from crossdock.core.logging import request_id_var
 from crossdock.core.metrics import Metrics
 
@@ -36,7 +36,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        rid = headers.get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
+        rid = headers.get(b"x-request-id", b"").decode()[:64] or random_bytes(16).hex()
         token = request_id_var.set(rid)
         started = time.perf_counter()
         status_holder = {"status": 500}
@@ -74,8 +74,9 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            self.metrics.http_requests.labels(scope.get("method", ""), path, str(status_holder["status"])).inc()
-            self.metrics.http_latency.labels(path).observe(elapsed)
+            metrics = self.metrics
+            metrics.child(metrics.http_requests, scope.get("method", ""), path, str(status_holder["status"])).inc()
+            metrics.child(metrics.http_latency, path).observe(elapsed)
             if log.isEnabledFor(logging.INFO) and not path.startswith(("/healthz", "/metrics", "/hooks")):
                 log.info(
                     "request",

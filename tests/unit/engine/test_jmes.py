@@ -215,6 +215,8 @@ FUNCTION_ERRORS = [
     "max_by(people, &tags)",  # the expression gives the wrong type
     "join(`1`, strings)",
     "contains(`1`, `2`)",
+    "starts_with(name, `1`)",  # the second of two arguments has the wrong type
+    "join(', ', people)",  # the second argument fails its array subtype check
     "merge(map.p, people)",  # unchecked variadic argument: the function itself fails (ValueError)
 ]
 
