@@ -57,7 +57,9 @@ _last: tuple[int, str] = (-1, "")  # (millisecond, its 10 characters), swapped a
 
 
 def random_bytes(n: int) -> bytes:
-    """`n` bytes from the kernel's CSPRNG, via the process's buffer (for ids, not for secrets)."""
+    """`n` bytes of the kernel's CSPRNG output, via the process's buffer. Ids made from them are
+    unguessable (80 random bits) and some act as capabilities (a generic webhook endpoint without a
+    secret is reached by its `trg_` id); keys and tokens still come from `secrets` directly."""
     return _pool.take(n)
 
 
