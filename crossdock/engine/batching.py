@@ -4,19 +4,34 @@ Callers queue items and await their futures; one loop hands everything queued to
 to `concurrency` writes in flight (PostgreSQL; SQLite has a single writer, so one), and records each
 write's size and duration (`crossdock_group_commit_*{kind}`). Subclasses say how a batch is taken
 from the queue (`_take`), written and settled (`_write`), and what to release after it (`_done`).
+
+On PostgreSQL most writes are one autocommitted statement. `_autocommit()` keeps the connections for
+them between writes (one per write in flight): checking a connection out of SQLAlchemy's pool and
+setting its isolation level cost ~130 µs of CPU per write, against ~30 µs for the statement itself
+(docs/performance.md, profile 7), and under a steady trickle of webhooks a write carries only one
+to three of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crossdock.core.db import Database
 from crossdock.core.metrics import Metrics, group_commit_observer
 
 T = TypeVar("T")
+
+log = logging.getLogger("crossdock.engine.batching")
+
+HELD_RECYCLE_SECONDS = 1800.0  # the pool's `pool_recycle` (core.db.make_engine)
 
 
 class GroupCommitter(ABC, Generic[T]):
@@ -30,6 +45,8 @@ class GroupCommitter(ABC, Generic[T]):
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._held: list[tuple[AsyncConnection, float]] = []  # kept between writes, with when opened
+        self._held_loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
         """Start the loop (again after `close`, possibly on another event loop)."""
@@ -50,6 +67,31 @@ class GroupCommitter(ABC, Generic[T]):
             self._task = None
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
+        held, self._held = self._held, []
+        for conn, _opened in held:
+            await _close_quietly(conn)
+
+    @contextlib.asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """An autocommit connection for one single-statement write, kept for a later write (see the
+        module docstring). A connection whose write raised is discarded (not even returned to the
+        pool): the next write opens a fresh one."""
+        loop = asyncio.get_running_loop()
+        if self._held_loop is not loop:  # connections belong to the event loop that opened them
+            self._held, self._held_loop = [], loop
+        conn, opened = self._held.pop() if self._held else (None, 0.0)
+        if conn is not None and time.monotonic() - opened > HELD_RECYCLE_SECONDS:
+            await _close_quietly(conn)  # as the pool recycles its connections (`core.db`)
+            conn = None
+        if conn is None:
+            conn, opened = await self.db.engine.connect(), time.monotonic()
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            yield conn
+        except BaseException:
+            await _close_quietly(conn, discard=True)
+            raise
+        self._held.append((conn, opened))
 
     def _take(self) -> list[T]:
         batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
@@ -83,3 +125,14 @@ class GroupCommitter(ABC, Generic[T]):
             self._inflight.discard(asyncio.current_task())
             if self._queue:
                 self._wakeup.set()
+
+
+async def _close_quietly(conn: AsyncConnection, *, discard: bool = False) -> None:
+    """Give a held connection back to the pool, or with `discard` (its write failed, so it may be
+    broken in a way the driver did not report as a disconnect) close it for good."""
+    try:
+        if discard:
+            await conn.invalidate()
+        await conn.close()
+    except Exception:
+        log.debug("closing a held connection failed", exc_info=True)

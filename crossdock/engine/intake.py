@@ -159,8 +159,7 @@ class IntakeBatcher(GroupCommitter[_Item]):
             # One statement, so no BEGIN/COMMIT round trips: a single INSERT is atomic on its own.
             for attempt in range(3):
                 try:
-                    async with self.db.engine.connect() as conn:
-                        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    async with self._autocommit() as conn:
                         new_keys, existing = await self._insert(conn, first)
                     break
                 except DBAPIError as exc:

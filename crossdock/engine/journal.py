@@ -340,9 +340,7 @@ class CommitBatcher(GroupCommitter[CommitOp]):
             try:
                 if shape is not None:
                     assert self._pg_batch is not None
-                    async with self.db.engine.connect() as conn:
-                        # one statement is atomic by itself: no BEGIN/COMMIT round trips
-                        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    async with self._autocommit() as conn:  # one statement is atomic by itself
                         held = await self._pg_batch.execute(conn, batch, self.lease_seconds, shape)
                 else:
                     async with self.db.engine.begin() as conn:

@@ -1,0 +1,136 @@
+"""The group commits keep their autocommit connections between writes (PostgreSQL).
+
+Checking a connection out of the pool for every intake write cost more CPU than the write itself
+(docs/performance.md, profile 7); these tests pin down that writes reuse their connections, that a
+connection broken under them is replaced without losing a delivery, and that closing gives every
+connection back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import event, func, select, text
+
+from crossdock.bootstrap import Container
+from crossdock.engine.api import hooks_router, router
+from crossdock.engine.core import engine_of
+from crossdock.engine.models import Run
+from tests.factories import World, make_world
+
+FLOW = {
+    "triggers": [{"type": "webhook", "name": "orders", "secret": "s3cret"}],
+    "steps": [{"id": "echo", "type": "map", "output": {"id": "=input.id"}}],
+}
+
+
+@pytest.fixture
+def postgres_only(backend: str) -> None:
+    if backend != "postgres":
+        pytest.skip("SQLite writes in a transaction per batch; there is nothing held")
+
+
+@pytest.fixture
+async def api(container: Container, postgres_only: None) -> AsyncIterator[httpx.AsyncClient]:
+    from crossdock.web.app import create_app
+
+    app = create_app(container)
+    app.include_router(router)
+    app.include_router(hooks_router)
+    # A failed write answers 500 as a server would, instead of raising into the test.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://crossdock.test") as c:
+        yield c
+    await engine_of(container).close()
+
+
+async def _endpoint(api: httpx.AsyncClient, world: World) -> str:
+    h = world.headers("m1a_admin")
+    r = await api.post(
+        "/v1/flows",
+        json={"merchant_id": world.ids["M1a"], "key": "orders", "name": "Orders", "definition": FLOW},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    flow_id = r.json()["flow"]["id"]
+    assert (await api.post(f"/v1/flows/{flow_id}/versions/1/publish", headers=h)).status_code == 200
+    triggers = (await api.get(f"/v1/flows/{flow_id}/triggers", headers=h)).json()
+    return str(next(t["id"] for t in triggers if t["kind"] == "webhook"))
+
+
+async def _deliver(api: httpx.AsyncClient, endpoint: str, i: int) -> httpx.Response:
+    body = orjson.dumps({"id": i})
+    signature = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    return await api.post(
+        f"/hooks/{endpoint}", content=body, headers={"X-Crossdock-Signature": signature, "X-Event-Id": f"e{i}"}
+    )
+
+
+async def _runs(container: Container) -> int:
+    async with container.db.engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(Run))).scalar_one())
+
+
+async def test_sequential_intake_writes_reuse_their_connection(api: httpx.AsyncClient, container: Container) -> None:
+    world = await make_world(container)
+    endpoint = await _endpoint(api, world)
+    assert (await _deliver(api, endpoint, 0)).status_code == 200  # warms the endpoint cache
+    checkouts = 0
+
+    def count(*_args: object) -> None:
+        nonlocal checkouts
+        checkouts += 1
+
+    pool = container.db.engine.sync_engine.pool
+    event.listen(pool, "checkout", count)
+    try:
+        for i in range(1, 13):
+            r = await _deliver(api, endpoint, i)
+            assert r.status_code == 200 and not r.json()["duplicate"], r.text
+    finally:
+        event.remove(pool, "checkout", count)
+
+    # Twelve writes, one after another: at most one connection per write in flight is ever taken
+    # from the pool (checking one out per write took twelve).
+    assert checkouts <= engine_of(container).intake.concurrency
+    assert await _runs(container) == 13
+
+
+async def test_a_broken_held_connection_is_replaced_and_no_delivery_is_lost(
+    api: httpx.AsyncClient, container: Container
+) -> None:
+    world = await make_world(container)
+    endpoint = await _endpoint(api, world)
+    assert (await _deliver(api, endpoint, 1)).status_code == 200
+    held = engine_of(container).intake._held
+    assert len(held) == 1
+    pid = (await held[0][0].get_raw_connection()).driver_connection.get_server_pid()  # type: ignore[union-attr]
+    async with container.db.engine.connect() as conn:  # the server ends the held connection's session
+        assert (await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})).scalar_one()
+
+    first = await _deliver(api, endpoint, 2)  # the write on the dead connection fails: not acknowledged
+    assert first.status_code == 500, first.text
+    assert held == []  # the broken connection was discarded, not kept
+    retried = await _deliver(api, endpoint, 2)  # the sender retries what was not acknowledged
+    assert retried.status_code == 200, retried.text
+    assert (await _deliver(api, endpoint, 3)).status_code == 200
+
+    async with container.db.engine.connect() as conn:
+        keys = (await conn.execute(select(Run.dedup_key))).scalars().all()
+    assert len(keys) == len(set(keys)) == 3  # events 1, 2 and 3, each once
+
+
+async def test_closing_the_intake_returns_its_connections(api: httpx.AsyncClient, container: Container) -> None:
+    world = await make_world(container)
+    endpoint = await _endpoint(api, world)
+    for i in range(3):
+        assert (await _deliver(api, endpoint, i)).status_code == 200
+    pool = container.db.engine.sync_engine.pool
+    assert pool.checkedout() >= 1  # type: ignore[attr-defined]  # the held connection
+    await engine_of(container).intake.close()
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
