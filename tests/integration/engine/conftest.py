@@ -129,3 +129,19 @@ async def run_to_rest(
         if sched_task:
             await sched_task
     return await statuses(container)
+
+
+async def publish_webhook_flow(api: Any, world: Any, definition: Any, key: str = "orders") -> tuple[str, str]:
+    """Create and publish a flow through the API as merchant M1a's admin; (flow id, webhook endpoint id)."""
+    h = world.headers("m1a_admin")
+    r = await api.post(
+        "/v1/flows",
+        json={"merchant_id": world.ids["M1a"], "key": key, "name": key.title(), "definition": definition},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    flow_id = r.json()["flow"]["id"]
+    r = await api.post(f"/v1/flows/{flow_id}/versions/1/publish", headers=h)
+    assert (r.status_code, r.json()["status"]) == (200, "published")
+    triggers = (await api.get(f"/v1/flows/{flow_id}/triggers", headers=h)).json()
+    return flow_id, str(next(t["id"] for t in triggers if t["kind"] == "webhook"))

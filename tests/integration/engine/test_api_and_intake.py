@@ -18,7 +18,7 @@ from crossdock.engine.core import Engine, engine_of
 from crossdock.engine.models import Run
 from tests.factories import World, make_world
 
-from .conftest import run_to_rest
+from .conftest import publish_webhook_flow, run_to_rest
 
 FLOW = {
     "triggers": [{"type": "webhook", "name": "orders", "secret": "s3cret"}, {"type": "manual"}],
@@ -51,19 +51,7 @@ def sign(body: bytes, secret: str = "s3cret") -> str:
 
 
 async def published_flow(api: httpx.AsyncClient, world: World) -> tuple[str, str]:
-    h = world.headers("m1a_admin")
-    r = await api.post(
-        "/v1/flows",
-        json={"merchant_id": world.ids["M1a"], "key": "orders", "name": "Orders", "definition": FLOW},
-        headers=h,
-    )
-    assert r.status_code == 201, r.text
-    flow_id = r.json()["flow"]["id"]
-    r = await api.post(f"/v1/flows/{flow_id}/versions/1/publish", headers=h)
-    assert (r.status_code, r.json()["status"]) == (200, "published")
-    triggers = (await api.get(f"/v1/flows/{flow_id}/triggers", headers=h)).json()
-    endpoint = next(t["id"] for t in triggers if t["kind"] == "webhook")
-    return flow_id, endpoint
+    return await publish_webhook_flow(api, world, FLOW)
 
 
 async def test_webhook_dedup_and_signature(api: httpx.AsyncClient, world: World, container: Container) -> None:

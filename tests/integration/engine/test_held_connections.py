@@ -23,6 +23,8 @@ from crossdock.engine.core import engine_of
 from crossdock.engine.models import Run
 from tests.factories import World, make_world
 
+from .conftest import publish_webhook_flow
+
 FLOW = {
     "triggers": [{"type": "webhook", "name": "orders", "secret": "s3cret"}],
     "steps": [{"id": "echo", "type": "map", "output": {"id": "=input.id"}}],
@@ -50,17 +52,7 @@ async def api(container: Container, postgres_only: None) -> AsyncIterator[httpx.
 
 
 async def _endpoint(api: httpx.AsyncClient, world: World) -> str:
-    h = world.headers("m1a_admin")
-    r = await api.post(
-        "/v1/flows",
-        json={"merchant_id": world.ids["M1a"], "key": "orders", "name": "Orders", "definition": FLOW},
-        headers=h,
-    )
-    assert r.status_code == 201, r.text
-    flow_id = r.json()["flow"]["id"]
-    assert (await api.post(f"/v1/flows/{flow_id}/versions/1/publish", headers=h)).status_code == 200
-    triggers = (await api.get(f"/v1/flows/{flow_id}/triggers", headers=h)).json()
-    return str(next(t["id"] for t in triggers if t["kind"] == "webhook"))
+    return (await publish_webhook_flow(api, world, FLOW))[1]
 
 
 async def _deliver(api: httpx.AsyncClient, endpoint: str, i: int) -> httpx.Response:
