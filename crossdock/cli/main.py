@@ -206,7 +206,7 @@ async def _serve(container: Container, *, demo: bool, embedded: bool, demo_optio
     from crossdock.engine.runtime import start_embedded, stop_embedded
 
     startup: list[Hook] = [start_embedded, settle_gc] if embedded else [settle_gc]
-    shutdown: list[Hook] = [stop_embedded] if embedded else []
+    shutdown: list[Hook] = [stop_embedded]  # also closes the engine (its held connections) on an API node
     app_ = create_app(container, on_startup=startup, on_shutdown=shutdown)
     config = uvicorn.Config(
         app_,

@@ -130,6 +130,10 @@ class Database:
         # The same pool, for connections that only read: on SQLite they take no lock (see above).
         self.reads = self.engine.execution_options(**{READ_ONLY: True})
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+        # Connections the engine's group commits may keep checked out between writes, all of them
+        # together (`engine.batching`): half the pool, so the rest of the process (claims, lease
+        # heartbeats, API reads) always finds one however many worker loops it runs.
+        self.held_slots = max(1, pool_size // 2)
 
     @property
     def dialect(self) -> str:

@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crossdock.core.db import Database
@@ -69,29 +70,64 @@ class GroupCommitter(ABC, Generic[T]):
             await asyncio.gather(*self._inflight, return_exceptions=True)
         held, self._held = self._held, []
         for conn, _opened in held:
-            await _close_quietly(conn)
+            await self._drop(conn)
 
     @contextlib.asynccontextmanager
     async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
         """An autocommit connection for one single-statement write, kept for a later write (see the
-        module docstring). A connection whose write raised is discarded (not even returned to the
+        module docstring) while the process's `Database.held_slots` last; past them it goes back to the
+        pool after the write. A connection whose write raised is discarded (not even returned to the
         pool): the next write opens a fresh one."""
         loop = asyncio.get_running_loop()
         if self._held_loop is not loop:  # connections belong to the event loop that opened them
-            self._held, self._held_loop = [], loop
-        conn, opened = self._held.pop() if self._held else (None, 0.0)
-        if conn is not None and time.monotonic() - opened > HELD_RECYCLE_SECONDS:
-            await _close_quietly(conn)  # as the pool recycles its connections (`core.db`)
-            conn = None
+            held, self._held, self._held_loop = self._held, [], loop
+            for old, _opened in held:  # their pool slots come back now, not at a cyclic collection
+                _abandon(old)
+                self.db.held_slots += 1
+        conn: AsyncConnection | None = None
+        opened = 0.0
+        while conn is None and self._held:
+            conn, opened = self._held.pop()
+            if not _alive(conn):  # the server ended it while it was idle (restart, failover, timeout)
+                await self._drop(conn, discard=True)
+                conn = None
+            elif time.monotonic() - opened > HELD_RECYCLE_SECONDS:
+                await self._drop(conn)  # as the pool recycles its connections (`core.db`)
+                conn = None
+        keep = True
         if conn is None:
             conn, opened = await self.db.engine.connect(), time.monotonic()
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+            except BaseException:
+                await _close_quietly(conn, discard=True)
+                raise
+            keep = self.db.held_slots > 0
+            if keep:
+                self.db.held_slots -= 1
         try:
             yield conn
-        except BaseException:
+        except BaseException as exc:
             await _close_quietly(conn, discard=True)
+            if keep:
+                self.db.held_slots += 1
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                # A disconnect (server restart, failover): SQLAlchemy invalidates the pool's idle
+                # connections but never sees the held ones, which most likely died with this one:
+                # drop them, rather than fail one more write on each.
+                held, self._held = self._held, []
+                for other, _opened in held:
+                    await self._drop(other, discard=True)
             raise
-        self._held.append((conn, opened))
+        if keep:
+            self._held.append((conn, opened))
+        else:
+            await _close_quietly(conn)
+
+    async def _drop(self, conn: AsyncConnection, *, discard: bool = False) -> None:
+        """Stop holding `conn` (taken off `_held` by the caller) and free its slot."""
+        self.db.held_slots += 1
+        await _close_quietly(conn, discard=discard)
 
     def _take(self) -> list[T]:
         batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
@@ -136,3 +172,26 @@ async def _close_quietly(conn: AsyncConnection, *, discard: bool = False) -> Non
         await conn.close()
     except Exception:
         log.debug("closing a held connection failed", exc_info=True)
+
+
+def _alive(conn: AsyncConnection) -> bool:
+    """False when the driver already knows the connection is gone (no round trip: asyncpg notices the
+    server closing the socket, e.g. on a restart, as soon as it happens)."""
+    if conn.closed or conn.invalidated:
+        return False
+    try:
+        driver = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+    except Exception:
+        return False
+    is_closed = getattr(driver, "is_closed", None)
+    return not (callable(is_closed) and is_closed())
+
+
+def _abandon(conn: AsyncConnection) -> None:
+    """A held connection of an event loop that is gone (the batcher was not closed on it): it cannot be
+    closed from this loop; invalidate it synchronously so that the pool counts its slot free again."""
+    try:
+        if conn.sync_connection is not None:
+            conn.sync_connection.invalidate()
+    except Exception:
+        log.debug("abandoning a held connection failed", exc_info=True)

@@ -8,6 +8,7 @@ connection back.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
@@ -105,16 +106,37 @@ async def test_a_broken_held_connection_is_replaced_and_no_delivery_is_lost(
     async with container.db.engine.connect() as conn:  # the server ends the held connection's session
         assert (await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})).scalar_one()
 
-    first = await _deliver(api, endpoint, 2)  # the write on the dead connection fails: not acknowledged
-    assert first.status_code == 500, first.text
-    assert held == []  # the broken connection was discarded, not kept
-    retried = await _deliver(api, endpoint, 2)  # the sender retries what was not acknowledged
-    assert retried.status_code == 200, retried.text
+    # Dropped before the write once asyncpg has seen the socket close (200); if the write got there
+    # first, it fails and is not acknowledged (500), and the sender retries.
+    first = await _deliver(api, endpoint, 2)
+    assert first.status_code in (200, 500), first.text
+    if first.status_code == 500:
+        retried = await _deliver(api, endpoint, 2)
+        assert retried.status_code == 200, retried.text
+    assert all(c.sync_connection is not None for c, _ in engine_of(container).intake._held)
     assert (await _deliver(api, endpoint, 3)).status_code == 200
 
     async with container.db.engine.connect() as conn:
         keys = (await conn.execute(select(Run.dedup_key))).scalars().all()
     assert len(keys) == len(set(keys)) == 3  # events 1, 2 and 3, each once
+
+
+async def test_a_held_connection_the_server_closed_is_not_written_on(
+    api: httpx.AsyncClient, container: Container
+) -> None:
+    world = await make_world(container)
+    endpoint = await _endpoint(api, world)
+    assert (await _deliver(api, endpoint, 1)).status_code == 200
+    [(conn, _opened)] = engine_of(container).intake._held
+    driver = (await conn.get_raw_connection()).driver_connection
+    async with container.db.engine.connect() as admin:  # a restart, failover or idle timeout
+        await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.get_server_pid()})  # type: ignore[union-attr]
+    for _ in range(200):
+        if driver.is_closed():  # type: ignore[union-attr]
+            break
+        await asyncio.sleep(0.01)
+    assert driver.is_closed()  # type: ignore[union-attr]
+    assert (await _deliver(api, endpoint, 2)).status_code == 200  # no write is failed on it
 
 
 async def test_closing_the_intake_returns_its_connections(api: httpx.AsyncClient, container: Container) -> None:
@@ -126,3 +148,34 @@ async def test_closing_the_intake_returns_its_connections(api: httpx.AsyncClient
     assert pool.checkedout() >= 1  # type: ignore[attr-defined]  # the held connection
     await engine_of(container).intake.close()
     assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_group_commits_hold_at_most_the_processs_held_slots(container: Container, postgres_only: None) -> None:
+    """However many worker loops a process runs, their group commits together keep at most half the
+    pool checked out between writes; the rest of the process always finds a connection."""
+    from crossdock.engine.batching import GroupCommitter
+
+    class Probe(GroupCommitter[int]):
+        async def _write(self, batch: list[int]) -> bool:
+            async with self._autocommit() as conn:
+                await conn.execute(text("SELECT pg_sleep(0.02)"))
+            return True
+
+    db = container.db
+    slots = db.held_slots
+    probes = [Probe(db, kind="probe", max_batch=1, concurrency=3, metrics=None) for _ in range(7)]
+    for p in probes:  # each once with three writes in flight
+        for i in range(3):
+            p._put(i)
+        for _ in range(500):  # until its writes are done (no fixed sleep: CI machines are busy)
+            await asyncio.sleep(0.01)
+            if not p._queue and not p._inflight:
+                break
+        assert not p._queue and not p._inflight
+    pool = db.engine.sync_engine.pool
+    assert sum(len(p._held) for p in probes) == pool.checkedout() == slots  # type: ignore[attr-defined]
+    async with db.engine.connect() as conn:  # not starved
+        assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+    for p in probes:
+        await p.close()
+    assert (db.held_slots, pool.checkedout()) == (slots, 0)  # type: ignore[attr-defined]
