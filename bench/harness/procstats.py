@@ -81,11 +81,27 @@ def cpu_seconds(roots: Iterable[int], comms: Iterable[str] = ()) -> float:
     return ticks / CLK_TCK
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores have been busy since boot (``/proc/stat``, minus idle+iowait)."""
+def machine_seconds() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of all cores since boot, from the ``cpu`` line of ``/proc/stat``.
+
+    *busy* is user + nice + system + irq + softirq (not idle, iowait or steal); *steal* is time
+    the virtual CPUs were ready to run but the hypervisor ran something else: a noisy host.
+    """
     with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+        return cpu_line_seconds(f.readline())
+
+
+def cpu_line_seconds(line: str) -> tuple[float, float]:
+    """(busy, steal) seconds of one ``cpu`` line of ``/proc/stat`` (fields in clock ticks)."""
+    fields = [int(x) for x in line.split()[1:]]
+    fields += [0] * (8 - len(fields))  # old kernels end before steal
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
+    return busy / CLK_TCK, fields[7] / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have been busy since boot (see :func:`machine_seconds`)."""
+    return machine_seconds()[0]
 
 
 def rss_bytes(pids: Iterable[int]) -> int:
@@ -112,7 +128,7 @@ class ProcSampler:
         self.roots = list(roots)
         self.comms = tuple(comms)
         self.interval = interval
-        self.samples: list[tuple[int, float, float]] = []  # (t_ns, tree CPU s, machine busy s)
+        self.samples: list[tuple[int, float, float, float]] = []  # (t_ns, tree CPU, machine busy, steal)
         self.peak_rss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="proc-sampler", daemon=True)
@@ -130,7 +146,7 @@ class ProcSampler:
             ticks += int(st[13]) + int(st[14])
             if pid in self.roots:
                 ticks += int(st[15]) + int(st[16])
-        self.samples.append((time.monotonic_ns(), ticks / CLK_TCK, machine_busy_seconds()))
+        self.samples.append((time.monotonic_ns(), ticks / CLK_TCK, *machine_seconds()))
         self.peak_rss = max(self.peak_rss, rss_bytes(tree(self.roots, (), stats)))
 
     def _at(self, t_ns: int, col: int) -> float:
@@ -151,6 +167,10 @@ class ProcSampler:
     def machine_between(self, t0_ns: int, t1_ns: int) -> float:
         """CPU seconds the whole machine was busy between two instants (noise check)."""
         return max(0.0, self._at(t1_ns, 2) - self._at(t0_ns, 2))
+
+    def steal_between(self, t0_ns: int, t1_ns: int) -> float:
+        """CPU seconds the hypervisor withheld from the machine's cores between two instants."""
+        return max(0.0, self._at(t1_ns, 3) - self._at(t0_ns, 3))
 
     def __enter__(self) -> ProcSampler:
         self.sample()

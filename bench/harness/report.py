@@ -69,6 +69,7 @@ def aggregate(runs: list[dict], latency_key: str = LATENCY_KEY) -> dict:
         "sut_cores",
         "harness_cpu_s_per_order",
         "machine_busy_cores",
+        "steal_pct",
     ):
         row[m] = _median(r.get(m) for r in ok)
     keys = sorted({k for r in ok for k in r["latency"]})
@@ -221,7 +222,8 @@ def markdown(doc: dict) -> str:
         "# Crossdock benchmark",
         "",
         f"{doc['date']} · {m.get('cores')} cores ({m.get('cpu')}) · {m.get('mem_gb')} GB · "
-        f"Python {m.get('python')} · Node {m.get('node')}",
+        f"Python {m.get('python')} · Node {m.get('node')}"
+        + (f" · host steal {m['steal_pct']:g}% of CPU over the run" if m.get("steal_pct") is not None else ""),
         "",
         f"Closed loop: concurrency {cfg.get('concurrency')}, {cfg.get('warmup')} s warm-up + "
         f"{cfg.get('duration')} s measured. Latencies: open loop at 80% of each system's own "
@@ -282,8 +284,8 @@ def markdown(doc: dict) -> str:
         "## Other counters",
         "",
         "| system | reps ok | start-up s | closed-loop ack p50 / p99 ms | wrong | webhook errors "
-        "| key replays | orders sent | SUT cores | machine busy cores | harness CPU ms/order |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| key replays | orders sent | SUT cores | machine busy cores | host steal % | harness CPU ms/order |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in systems.items():
         lines.append(
@@ -293,12 +295,15 @@ def markdown(doc: dict) -> str:
             f" | {row.get('wrong', '–')} | {row.get('errors', '–')} | {row.get('replays', '–')}"
             f" | {row.get('sent', '–')} | {_fmt(row.get('sut_cores'), 2)}"
             f" | {_fmt(row.get('machine_busy_cores'), 2)}"
+            f" | {_fmt(row.get('steal_pct'))}"
             f" | {_fmt(_ms(row.get('harness_cpu_s_per_order')), 3)} |"
         )
     lines += [
         "",
-        "SUT cores and machine busy cores are averages over the measured closed-loop window; "
-        "machine busy well above SUT cores + harness load means something else was running.",
+        "SUT cores, machine busy cores and host steal are averages over the measured closed-loop "
+        "window; machine busy well above SUT cores + harness load means something else was running. "
+        "Host steal is CPU time the hypervisor gave to other guests while this machine's cores "
+        "wanted to run (`/proc/stat`), as a share of all cores: a noisy host.",
         "",
         "## Targets",
         "",

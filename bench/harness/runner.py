@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -78,6 +79,7 @@ class RunResult:
     sut_cores: float | None = None  # system-under-test CPU / window
     harness_cpu_s_per_order: float | None = None  # load generator + recorder
     machine_busy_cores: float | None = None  # all processes on the machine
+    steal_pct: float | None = None  # CPU the hypervisor withheld, % of the machine's cores
 
 
 class Harness:
@@ -216,6 +218,8 @@ class Harness:
             res.sut_cores = round(cpu / window_s, 2)
             busy = sampler.machine_between(closed.t_start_ns, closed.t_end_ns)
             res.machine_busy_cores = round(busy / window_s, 2)
+            steal = sampler.steal_between(closed.t_start_ns, closed.t_end_ns)
+            res.steal_pct = round(100 * steal / (window_s * (os.cpu_count() or 1)), 1)
         if closed.rows:
             res.harness_cpu_s_per_order = round((closed.cpu_s + rec_cpu) / len(closed.rows), 6)
         acks = [(r[2] - r[1]) / 1e6 for r in closed.rows if not r[4] and 200 <= r[3] < 300]

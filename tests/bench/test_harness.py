@@ -124,6 +124,24 @@ def test_percentile_math() -> None:
     assert report.percentile([3, 1, 2], 50) == 2
 
 
+def test_cpu_line_splits_busy_from_steal() -> None:
+    from harness.procstats import CLK_TCK, ProcSampler, cpu_line_seconds, machine_seconds
+
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    busy, steal = cpu_line_seconds("cpu  100 5 20 1000 7 3 2 50 0 0")
+    assert busy == pytest.approx(130 / CLK_TCK)  # idle, iowait and steal are not busy
+    assert steal == pytest.approx(50 / CLK_TCK)
+    assert cpu_line_seconds("cpu  100 5 20 1000 7 3 2") == (pytest.approx(130 / CLK_TCK), 0.0)
+    b0, s0 = machine_seconds()
+    sum(range(200_000))  # keep a core busy for a moment
+    b1, s1 = machine_seconds()
+    assert b1 >= b0 > 0 and s1 >= s0 >= 0
+    sampler = ProcSampler([])
+    sampler.samples = [(0, 0.0, 0.0, 1.0), (1_000_000_000, 0.5, 1.5, 1.4)]
+    assert sampler.steal_between(0, 500_000_000) == pytest.approx(0.2)  # interpolated
+    assert sampler.machine_between(0, 1_000_000_000) == pytest.approx(1.5)
+
+
 def _run(system: str, rep: int, thr: float, lost: int = 0) -> dict:
     lat = {"rate": thr * 0.8, "ack_p50_ms": 1.0 * rep, "ack_p99_ms": 9.0, "e2e_p50_ms": 2.0, "e2e_p99_ms": 20.0}
     return {
@@ -191,3 +209,7 @@ def test_tiny_ceiling_run_report_shape(tmp_path: Path) -> None:
     assert row["cpu_s_per_order"] and row["rss_mb"] > 5
     assert data["reference"] == "ceiling"
     assert "| ceiling |" in pm.read_text()
+    assert res.steal_pct is not None and 0 <= res.steal_pct <= 100
+    assert row["steal_pct"] == res.steal_pct  # the median of one repetition
+    doc["machine"]["steal_pct"] = 12.5
+    assert "host steal 12.5% of CPU over the run" in report.markdown(doc)
