@@ -129,6 +129,14 @@ class Database:
         self.engine = make_engine(url, pool_size=pool_size, echo=echo)
         # The same pool, for connections that only read: on SQLite they take no lock (see above).
         self.reads = self.engine.execution_options(**{READ_ONLY: True})
+        # For work that is one statement (a sweep, a poll): on PostgreSQL in autocommit, so it costs
+        # one round trip instead of three (BEGIN, the statement, COMMIT or ROLLBACK); on SQLite the
+        # same as `reads` and `engine` (a deferred BEGIN for reads, BEGIN IMMEDIATE for writes).
+        if self.engine.dialect.name == "postgresql":
+            autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            self.single_reads, self.single_writes = autocommit, autocommit
+        else:
+            self.single_reads, self.single_writes = self.reads, self.engine
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
         # Connections the engine's group commits may keep checked out between writes, all of them
         # together (`engine.batching`): half the pool, so the rest of the process (claims, lease

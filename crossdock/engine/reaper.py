@@ -19,7 +19,7 @@ from crossdock.engine.models import RunStatus, in_state, unlocked_runs
 async def reap_expired_leases(db: Database, metrics: Metrics | None = None) -> int:
     """Re-queue running runs whose lease expired; returns how many."""
     now = utcnow()
-    async with db.engine.begin() as conn:
+    async with db.single_writes.begin() as conn:  # one statement
         result = await conn.execute(
             update(RUNS)
             .where(unlocked_runs(in_state(RunStatus.RUNNING), RUNS.c.lease_expires_at < now))

@@ -42,7 +42,7 @@ class Scheduler:
     async def wake_due(self) -> int:
         """Waiting runs whose timer or wait timeout is due become runnable."""
         now = utcnow()
-        async with self.db.engine.begin() as conn:
+        async with self.db.single_writes.begin() as conn:
             result = await conn.execute(
                 update(RUNS)
                 .where(in_state(RunStatus.WAITING), RUNS.c.wake_at <= now)
@@ -52,7 +52,7 @@ class Scheduler:
 
     async def fire_cron(self) -> int:
         now = utcnow()
-        async with self.db.engine.connect() as conn:
+        async with self.db.single_reads.connect() as conn:
             due = (
                 await conn.execute(
                     select(Trigger).where(
@@ -90,7 +90,7 @@ class Scheduler:
 
     async def run_polls(self) -> int:
         now = utcnow()
-        async with self.db.engine.connect() as conn:
+        async with self.db.single_reads.connect() as conn:
             due = (
                 await conn.execute(
                     select(Trigger).where(
@@ -147,7 +147,7 @@ class Scheduler:
         return started
 
     async def report_depth(self) -> None:
-        async with self.db.engine.connect() as conn:
+        async with self.db.single_reads.connect() as conn:
             rows = (
                 await conn.execute(
                     select(RUNS.c.merchant_id, func.count())

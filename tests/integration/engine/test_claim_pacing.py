@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from crossdock.bootstrap import Container
 from crossdock.engine.core import Engine
-from crossdock.engine.models import Run
+from crossdock.engine.models import MerchantQueue, Run
+from crossdock.engine.worker import Worker
 
 from .conftest import bulk_enqueue, publish, running_worker, wait_until
 
@@ -66,3 +68,52 @@ async def test_a_backlog_is_claimed_without_waiting_for_the_pace(
 
         await wait_until(all_done, timeout=20, interval=0.01)
     assert worker.claimed == 300 and worker.claims >= 30
+
+
+async def test_an_idle_worker_polls_with_one_cheap_read_and_still_picks_up_new_work(
+    container: Container, engine: Engine, merchant: str
+) -> None:
+    flow_id = await publish(container, engine, merchant, "idle", TRIVIAL)
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    sync_engine = container.db.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", seen)
+    try:
+        async with running_worker(engine, poll_seconds=0.01) as worker:
+            await asyncio.sleep(0.4)  # ~40 polls of an empty queue
+            idle = list(statements)
+            claims_while_idle = [s for s in idle if s.startswith("WITH running AS")]
+            probes = [s for s in idle if s.startswith("SELECT engine_runs.id FROM engine_runs")]
+            # One claim found the queue empty; every later poll only asked whether anything is due.
+            assert len(claims_while_idle) == 1, claims_while_idle
+            assert len(probes) >= 10
+            assert not any(s.startswith("BEGIN IMMEDIATE") for s in idle[idle.index(probes[0]) :])
+
+            before = await _succeeded(container)
+            await bulk_enqueue(container, flow_id, 3)
+
+            async def picked_up() -> bool:
+                return await _succeeded(container) - before == 3
+
+            await wait_until(picked_up, timeout=5, interval=0.01)
+            assert worker.claimed == 3
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", seen)
+
+
+async def test_a_claim_records_when_it_served_the_merchant(container: Container, engine: Engine, merchant: str) -> None:
+    flow_id = await publish(container, engine, merchant, "served", TRIVIAL)
+    await bulk_enqueue(container, flow_id, 2)
+    worker = Worker(engine)
+    started = time.time()
+    runs = await worker.claim(10)
+    assert len(runs) == 2 and {r.merchant_id for r in runs} == {merchant}
+    async with container.db.reads.connect() as conn:
+        served = (
+            await conn.execute(select(MerchantQueue.last_served_at).where(MerchantQueue.merchant_id == merchant))
+        ).scalar_one()
+    assert started - 5 <= served <= time.time() + 1
+    assert await worker.claim(10) == []  # both are running now; nothing else is due
