@@ -181,8 +181,9 @@ class Worker:
                         .values([{"merchant_id": m, "last_served_at": served} for m in sorted(merchants)])
                         .on_conflict_do_update(index_elements=["merchant_id"], set_={"last_served_at": served})
                     )
-        # Found nothing though runs were due (all their merchants at their caps, or another worker
-        # was faster): claim directly next time rather than probe and claim on every poll.
+        # An empty claim makes the next poll probe first, except after a probe that saw runs due
+        # (their merchants at their caps, or another worker was faster): then the next poll claims
+        # directly, rather than probe and claim on every poll.
         self._idle = not rows and not probed
         runs = [
             ClaimedRun(
