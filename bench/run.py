@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from harness import report  # noqa: E402
-from harness.procstats import machine_seconds  # noqa: E402
+from harness.procstats import machine_seconds, steal_pct  # noqa: E402
 from harness.runner import BenchConfig, Harness, result_dict  # noqa: E402
 from harness.systems import ALL_NAMES, registry  # noqa: E402
 
@@ -128,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     doc = report.build(runs, [s.name for s in runnable], asdict(cfg), reps, skipped)
     doc["wall_s"] = round(time.monotonic() - t0, 1)
-    steal = machine_seconds()[1] - steal0
-    doc["machine"]["steal_pct"] = round(100 * steal / (doc["wall_s"] * (os.cpu_count() or 1)), 1)
+    doc["machine"]["steal_pct"] = steal_pct(machine_seconds()[1] - steal0, doc["wall_s"])
     doc["smoke"] = args.smoke
     pj, pm = report.write(doc, args.out)
     print(report.markdown(doc))

@@ -99,9 +99,9 @@ def cpu_line_seconds(line: str) -> tuple[float, float]:
     return busy / CLK_TCK, fields[7] / CLK_TCK
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores have been busy since boot (see :func:`machine_seconds`)."""
-    return machine_seconds()[0]
+def steal_pct(steal_s: float, window_s: float) -> float:
+    """Steal seconds over a window as a percentage of all the machine's cores."""
+    return round(100 * steal_s / (max(window_s, 1e-9) * (os.cpu_count() or 1)), 1)
 
 
 def rss_bytes(pids: Iterable[int]) -> int:

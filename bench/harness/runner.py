@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 
 from . import loadgen, recorder
 from .orders import PROBE_ID_MAX, SECRET, expected_totals, make_webhook
-from .procstats import ProcSampler, cpu_seconds
+from .procstats import ProcSampler, cpu_seconds, steal_pct
 from .report import percentile
 from .systems import PEERS_DIR, RunContext, System, free_port, remove_tree
 
@@ -218,8 +217,7 @@ class Harness:
             res.sut_cores = round(cpu / window_s, 2)
             busy = sampler.machine_between(closed.t_start_ns, closed.t_end_ns)
             res.machine_busy_cores = round(busy / window_s, 2)
-            steal = sampler.steal_between(closed.t_start_ns, closed.t_end_ns)
-            res.steal_pct = round(100 * steal / (window_s * (os.cpu_count() or 1)), 1)
+            res.steal_pct = steal_pct(sampler.steal_between(closed.t_start_ns, closed.t_end_ns), window_s)
         if closed.rows:
             res.harness_cpu_s_per_order = round((closed.cpu_s + rec_cpu) / len(closed.rows), 6)
         acks = [(r[2] - r[1]) / 1e6 for r in closed.rows if not r[4] and 200 <= r[3] < 300]

@@ -104,6 +104,10 @@ def _claim_statement(dialect: str) -> Any:
     )
 
 
+# Is any run queued and due? The idle poll's one read (`Worker.claim`), on the partial index of queued runs.
+_DUE = select(RUNS.c.id).where(in_state(RunStatus.QUEUED), RUNS.c.available_at <= bindparam("now")).limit(1)
+
+
 def default_owner() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{new_ulid()[-8:]}"
 
@@ -142,9 +146,6 @@ class Worker:
         self._freed = asyncio.Event()  # set whenever a run's task ends (a slot is free)
         self._claim_stmt = _claim_statement(self.db.dialect)
         self._idle = False  # the last claim found nothing: probe with `_anything_due` first
-        self._due_stmt = (
-            select(RUNS.c.id).where(in_state(RunStatus.QUEUED), RUNS.c.available_at <= bindparam("now")).limit(1)
-        )
         self.claimed = 0  # runs
         self.claims = 0  # claims that found work
         self.finished = 0
@@ -208,7 +209,7 @@ class Worker:
 
     async def _anything_due(self, now: Any) -> bool:
         async with self.db.single_reads.connect() as conn:
-            return (await conn.execute(self._due_stmt, {"now": now})).first() is not None
+            return (await conn.execute(_DUE, {"now": now})).first() is not None
 
     async def histories(self, runs: list[ClaimedRun]) -> dict[str, History]:
         """Journal and waits of resumed runs, in two queries for the whole batch."""

@@ -9,6 +9,7 @@ the shape of ``latest.json``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -125,7 +126,7 @@ def test_percentile_math() -> None:
 
 
 def test_cpu_line_splits_busy_from_steal() -> None:
-    from harness.procstats import CLK_TCK, ProcSampler, cpu_line_seconds, machine_seconds
+    from harness.procstats import CLK_TCK, ProcSampler, cpu_line_seconds, machine_seconds, steal_pct
 
     # user nice system idle iowait irq softirq steal guest guest_nice
     busy, steal = cpu_line_seconds("cpu  100 5 20 1000 7 3 2 50 0 0")
@@ -140,6 +141,7 @@ def test_cpu_line_splits_busy_from_steal() -> None:
     sampler.samples = [(0, 0.0, 0.0, 1.0), (1_000_000_000, 0.5, 1.5, 1.4)]
     assert sampler.steal_between(0, 500_000_000) == pytest.approx(0.2)  # interpolated
     assert sampler.machine_between(0, 1_000_000_000) == pytest.approx(1.5)
+    assert steal_pct(0.2, 0.5) == round(100 * 0.2 / (0.5 * (os.cpu_count() or 1)), 1)
 
 
 def _run(system: str, rep: int, thr: float, lost: int = 0) -> dict:
