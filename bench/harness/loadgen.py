@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 import httptools
 import orjson
 
+from .httpproto import ParsedProtocol
 from .orders import make_webhook
 
 PHASE_SPAN = 2_000_000  # order ids reserved per phase
@@ -103,7 +104,7 @@ class _Webhooks:
 _FIXED_HEADERS = "User-Agent: crossdock-bench-loadgen\r\nAccept: */*\r\n"
 
 
-class _Conn(asyncio.Protocol):
+class _Conn(ParsedProtocol):
     """One keep-alive HTTP/1.1 connection with at most one request in flight.
 
     Responses are parsed by httptools (llhttp, the parser uvicorn uses) and completions
@@ -114,23 +115,16 @@ class _Conn(asyncio.Protocol):
 
     def __init__(self, client: _Client) -> None:
         self.client = client
-        self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.req: tuple[int, int, int, int] | None = None  # order id, t_send, warm-up flag, t_submit
         self.sent_ns = 0  # when the request in flight was written (0 = none in flight)
         self.idle_since = 0
         self.closed = False
 
-    # -- asyncio.Protocol ---------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.close()
-            self._finish(-1)
+    # -- asyncio.Protocol (bytes go to the parser: see `ParsedProtocol`) -----------------
+    def parse_failed(self) -> None:
+        self.close()
+        self._finish(-1)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

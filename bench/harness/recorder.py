@@ -28,6 +28,7 @@ from typing import Any
 import httptools
 import orjson
 
+from .httpproto import ParsedProtocol
 from .orders import PROBE_ID_MAX
 
 ERP_PATH = "/erp/sales_orders"
@@ -121,7 +122,7 @@ _REASONS = {
 }
 
 
-class _Http(asyncio.Protocol):
+class _Http(ParsedProtocol):
     """HTTP/1.1 keep-alive server connection for the recorder, parsed by httptools.
 
     Every system under test posts each order here, on the same two cores, so the
@@ -133,7 +134,6 @@ class _Http(asyncio.Protocol):
     def __init__(self, rec: Recorder) -> None:
         self.rec = rec
         self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -141,14 +141,8 @@ class _Http(asyncio.Protocol):
         self.body: list[bytes] = []
         self.size = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self._reply(400, b'{"error":"malformed HTTP request"}', close=True)
+    def parse_failed(self) -> None:
+        self._reply(400, b'{"error":"malformed HTTP request"}', close=True)
 
     # httptools callbacks
     def on_url(self, url: bytes) -> None:
