@@ -25,4 +25,6 @@ class ParsedProtocol(asyncio.Protocol):
             self.parse_failed()
 
     def parse_failed(self) -> None:
-        raise NotImplementedError
+        """Malformed HTTP: by default drop the connection (subclasses answer or record it first)."""
+        if self.transport is not None:
+            self.transport.close()

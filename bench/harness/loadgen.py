@@ -77,6 +77,9 @@ class PhaseResult:
         return cls(**d)
 
 
+_FIXED_HEADERS = "User-Agent: crossdock-bench-loadgen\r\nAccept: */*\r\n"
+
+
 class _Webhooks:
     """Precomputed signed webhooks, each already serialized as one HTTP/1.1 request."""
 
@@ -99,9 +102,6 @@ class _Webhooks:
         if i < len(self.items):
             return self.items[i]
         return self._request(self.base + i)  # pool exhausted: sign on the fly
-
-
-_FIXED_HEADERS = "User-Agent: crossdock-bench-loadgen\r\nAccept: */*\r\n"
 
 
 class _Conn(ParsedProtocol):
@@ -202,12 +202,17 @@ class _Client:
         if conn.closed:
             self._drop(conn)
             self._open_for_queue()
-        elif self.queue:
-            item, t, w = self.queue.popleft()
-            conn.send(item[1], (item[0], t, w, time.monotonic_ns()))
+        else:
+            self._next(conn)
+        self._settle(status)
+
+    def _next(self, conn: _Conn) -> None:
+        """Give a free connection the oldest queued request, or keep it idle."""
+        if self.queue:
+            (order_id, raw), t_send, warm = self.queue.popleft()
+            conn.send(raw, (order_id, t_send, warm, time.monotonic_ns()))
         else:
             self.idle.append(conn)
-        self._settle(status)
 
     def _settle(self, status: int) -> None:
         self.pending -= 1
@@ -235,11 +240,7 @@ class _Client:
             return
         self.opening -= 1
         self.conns.add(conn)
-        if self.queue:
-            item, t, w = self.queue.popleft()
-            conn.send(item[1], (item[0], t, w, time.monotonic_ns()))
-        else:
-            self.idle.append(conn)
+        self._next(conn)
 
     def _drop(self, conn: _Conn) -> None:
         conn.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import time
+from http import HTTPStatus
 from typing import Any
 
 import httptools
@@ -112,14 +113,6 @@ class Recorder:
 
 _ERP = ERP_PATH.encode()
 _MAX_BODY = 1 << 20
-_REASONS = {
-    200: b"OK",
-    201: b"Created",
-    400: b"Bad Request",
-    404: b"Not Found",
-    409: b"Conflict",
-    413: b"Payload Too Large",
-}
 
 
 class _Http(ParsedProtocol):
@@ -170,7 +163,7 @@ class _Http(ParsedProtocol):
         assert self.transport is not None
         head = b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" % (
             status,
-            _REASONS.get(status, b"Error"),
+            HTTPStatus(status).phrase.encode(),
             len(body),
             b"Connection: close\r\n" if close else b"",
         )
