@@ -32,7 +32,6 @@ from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
-    String,
     Table,
     and_,
     bindparam,
@@ -44,12 +43,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crossdock.core.clock import utcnow
 from crossdock.core.db import Database
 from crossdock.core.metrics import Metrics
+from crossdock.core.rawpg import RawStatement
 from crossdock.engine.batching import GroupCommitter
 from crossdock.engine.bulk import dumps, from_json, insert_from_json
 from crossdock.engine.models import Effect, JournalEntry, Run, RunStatus, Wait
@@ -178,14 +179,16 @@ class PgBatchStatement:
     runs it returned, in their order in the batch (the journal's `seq` follows it).
     """
 
-    def __init__(self) -> None:
-        self._statements: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._statements: dict[tuple[tuple[str, ...], tuple[str, ...]], RawStatement] = {}
 
-    def statement(self, journal_keys: tuple[str, ...], effect_keys: tuple[str, ...]) -> Any:
+    def statement(self, journal_keys: tuple[str, ...], effect_keys: tuple[str, ...]) -> RawStatement:
+        """The statement for this shape of batch, run through asyncpg directly (`core.rawpg`)."""
         key = (journal_keys, effect_keys)
         stmt = self._statements.get(key)
         if stmt is None:
-            stmt = self._statements[key] = text(self._sql(journal_keys, effect_keys)).columns(id=String)
+            stmt = self._statements[key] = RawStatement(text(self._sql(journal_keys, effect_keys)), self.dialect)
         return stmt
 
     @staticmethod
@@ -248,7 +251,7 @@ class PgBatchStatement:
             params["journal"] = dumps(journal)
         if effects:
             params["effects"] = dumps(effects)
-        rows = await conn.execute(self.statement(*shape), params)
+        rows = await self.statement(*shape).fetch(conn, params)
         return {r[0] for r in rows}
 
 
@@ -272,7 +275,7 @@ class CommitBatcher(GroupCommitter[CommitOp]):
         super().__init__(db, kind="journal", max_batch=max_batch, concurrency=concurrency, metrics=metrics)
         self.lease_seconds = lease_seconds
         self._busy_runs: set[str] = set()
-        self._pg_batch = PgBatchStatement() if db.dialect == "postgresql" else None
+        self._pg_batch = PgBatchStatement(db.engine.dialect) if db.dialect == "postgresql" else None
         self.commits = 0
         self.ops = 0
 

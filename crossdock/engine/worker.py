@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -31,6 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from crossdock.core.clock import utcnow
 from crossdock.core.db import JSONType, UTCDateTime
 from crossdock.core.ids import new_ulid
+from crossdock.core.rawpg import RawStatement
 from crossdock.engine.core import Engine
 from crossdock.engine.journal import JOURNAL, RUNS, WAITS, CommitBatcher, LeaseLost
 from crossdock.engine.models import FINAL_STATUSES, MerchantQueue, RunStatus, in_state, unlocked_runs
@@ -144,7 +146,8 @@ class Worker:
         )
         self.active: set[asyncio.Task[None]] = set()
         self._freed = asyncio.Event()  # set whenever a run's task ends (a slot is free)
-        self._claim_stmt = _claim_statement(self.db.dialect)
+        claim = _claim_statement(self.db.dialect)
+        self._claim_stmt = RawStatement(claim, self.db.engine.dialect) if self.db.dialect == "postgresql" else claim
         self._idle = False  # the last claim found nothing: probe with `_anything_due` first
         self.claimed = 0  # runs
         self.claims = 0  # claims that found work
@@ -169,10 +172,13 @@ class Worker:
             "limit": limit,
         }
         served = now.timestamp()
+        rows: Sequence[Any]
         async with self.db.engine.begin() as conn:
-            if self.db.dialect == "postgresql":
+            if isinstance(self._claim_stmt, RawStatement):
+                # The lock goes through SQLAlchemy, which begins the transaction; the claim, which
+                # returns up to `limit` rows, through asyncpg in that transaction (`core.rawpg`).
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
-                rows = (await conn.execute(self._claim_stmt, params | {"served": served})).all()
+                rows = await self._claim_stmt.fetch(conn, params | {"served": served})
             else:
                 rows = (await conn.execute(self._claim_stmt, params)).all()
                 merchants = {r.merchant_id for r in rows if r.merchant_id}
@@ -186,22 +192,9 @@ class Worker:
         # (their merchants at their caps, or another worker was faster): then the next poll claims
         # directly, rather than probe and claim on every poll.
         self._idle = not rows and not probed
+        # Rows by position (asyncpg records and SQLAlchemy rows alike), in `_CLAIM_UPDATE`'s RETURNING order.
         runs = [
-            ClaimedRun(
-                r.id,
-                r.flow_id,
-                r.version_id,
-                r.partner_id,
-                r.merchant_id,
-                r.input,
-                r.trigger or {},
-                r.lease_epoch,
-                r.claims,
-                r.generation,
-                r.parent_run_id,
-                r.parent_step_path,
-            )
-            for r in rows
+            ClaimedRun(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or {}, r[7], r[8], r[9], r[10], r[11]) for r in rows
         ]
         self.claimed += len(runs)
         self.claims += bool(runs)

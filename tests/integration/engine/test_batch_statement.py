@@ -142,7 +142,7 @@ async def test_one_statement_writes_what_the_transaction_writes(
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         shape = PgBatchStatement.shape(ops)
         assert shape is not None
-        held_b = await PgBatchStatement().execute(conn, ops, 30, shape)
+        held_b = await PgBatchStatement(container.db.engine.dialect).execute(conn, ops, 30, shape)
 
     assert held_a == {r.id for r in by_statements} and held_b == {r.id for r in by_one}
     a = await snapshot(container, [r.id for r in by_statements])
@@ -161,7 +161,9 @@ async def test_stale_epochs_write_nothing(container: Container, engine: Engine, 
     ops[1].epoch += 1  # another worker claimed this run since
     async with container.db.engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        held = await PgBatchStatement().execute(conn, ops, 30, PgBatchStatement.shape(ops) or ((), ()))
+        held = await PgBatchStatement(container.db.engine.dialect).execute(
+            conn, ops, 30, PgBatchStatement.shape(ops) or ((), ())
+        )
 
     assert held == {runs[0].id, runs[2].id}
     statuses, journal, effects = await snapshot(container, [runs[1].id])

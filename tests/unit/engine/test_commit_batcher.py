@@ -5,11 +5,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from sqlalchemy.dialects.postgresql import asyncpg
+
 from crossdock.engine.journal import CommitBatcher, CommitOp
 
 
 def batcher(dialect: str, concurrency: int = 3, max_batch: int = 2000) -> CommitBatcher:
-    db: Any = SimpleNamespace(dialect=dialect)
+    db: Any = SimpleNamespace(dialect=dialect, engine=SimpleNamespace(dialect=asyncpg.dialect()))
     return CommitBatcher(db, lease_seconds=30, concurrency=concurrency, max_batch=max_batch)
 
 
