@@ -178,7 +178,7 @@ class Worker:
                 # The lock goes through SQLAlchemy, which begins the transaction; the claim, which
                 # returns up to `limit` rows, through asyncpg in that transaction (`core.rawpg`).
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
-                rows = await self._claim_stmt.fetch(conn, params | {"served": served})
+                rows = await self._claim_stmt.fetch(conn, params | {"served": served}, in_transaction=True)
             else:
                 rows = (await conn.execute(self._claim_stmt, params)).all()
                 merchants = {r.merchant_id for r in rows if r.merchant_id}

@@ -16,10 +16,15 @@ from crossdock.core.rawpg import RawStatement
 
 
 @pytest.fixture
-async def conn(backend: str, database_url: str) -> AsyncIterator[AsyncConnection]:
+def pg_url(backend: str, database_url: str) -> str:
     if backend != "postgres":
         pytest.skip("asyncpg only")
-    engine = make_engine(database_url)
+    return database_url
+
+
+@pytest.fixture
+async def conn(pg_url: str) -> AsyncIterator[AsyncConnection]:
+    engine = make_engine(pg_url)
     try:
         async with engine.connect() as c:
             await c.execution_options(isolation_level="AUTOCOMMIT")
@@ -48,18 +53,64 @@ async def test_a_refused_statement_raises_dbapierror_and_leaves_the_connection_u
     assert [r[0] for r in await stmt.fetch(conn, {"n": 1})] == [1]
 
 
-async def test_a_lost_connection_is_reported_invalidated(conn: AsyncConnection) -> None:
-    pid = (await RawStatement(text("SELECT pg_backend_pid()"), conn.dialect).fetch(conn, {}))[0][0]
-    engine = make_engine(conn.engine.url.render_as_string(hide_password=False))
+async def test_a_lost_connection_is_reported_invalidated_and_the_pool_replaces_its_others(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    pid_of = RawStatement(text("SELECT pg_backend_pid()"), engine.dialect)
     try:
-        async with engine.connect() as admin:
-            await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        async with engine.connect() as conn:
+            idle = await engine.connect()  # a second connection, left idle in the pool
+            idle_pid = (await pid_of.fetch(idle, {}))[0][0]
+            await idle.close()
+            pid = (await pid_of.fetch(conn, {}))[0][0]
+            assert pid != idle_pid
+            admin = make_engine(pg_url)
+            try:
+                async with admin.connect() as a:  # a restart: both backends end
+                    for p in (pid, idle_pid):
+                        await a.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": p})
+            finally:
+                await admin.dispose()
+            with pytest.raises(DBAPIError) as raised:
+                await pid_of.fetch(conn, {})
+            assert raised.value.connection_invalidated
+            await conn.invalidate()
+        # The pool was told: the idle connection is replaced at checkout instead of failing once.
+        async with engine.connect() as again:
+            assert (await again.execute(text("SELECT pg_backend_pid()"))).scalar_one() not in (pid, idle_pid)
     finally:
         await engine.dispose()
-    with pytest.raises(DBAPIError) as raised:
-        await RawStatement(text("SELECT 1"), conn.dialect).fetch(conn, {})
-    assert raised.value.connection_invalidated
-    await conn.invalidate()
+
+
+async def test_inside_a_transaction_sqlalchemy_began_commit_keeps_and_rollback_undoes(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    put = RawStatement(text("INSERT INTO rawpg_probe (v) VALUES (CAST(:v AS int)) RETURNING v"), engine.dialect)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE IF NOT EXISTS rawpg_probe (v int)"))
+            await conn.execute(text("TRUNCATE rawpg_probe"))
+        async with engine.begin() as conn:
+            await conn.execute(text("SELECT 1"))  # SQLAlchemy begins the transaction here
+            assert [r[0] for r in await put.fetch(conn, {"v": 1}, in_transaction=True)] == [1]
+        with pytest.raises(ZeroDivisionError):
+            async with engine.begin() as conn:
+                await conn.execute(text("SELECT 1"))
+                await put.fetch(conn, {"v": 2}, in_transaction=True)
+                raise ZeroDivisionError  # the block fails: SQLAlchemy rolls back
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT array_agg(v) FROM rawpg_probe"))).scalar_one() == [1]
+            await conn.execute(text("DROP TABLE rawpg_probe"))
+            await conn.commit()
+        async with engine.begin() as conn:  # nothing executed through SQLAlchemy yet: no transaction
+            with pytest.raises(RuntimeError, match="outside a transaction"):
+                await put.fetch(conn, {"v": 3}, in_transaction=True)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_naive_datetime_is_refused(conn: AsyncConnection) -> None:
+    stmt = RawStatement(text("SELECT CAST(:at AS timestamptz)"), conn.dialect)
+    with pytest.raises(ValueError, match="naive datetime"):
+        await stmt.fetch(conn, {"at": datetime(2026, 11, 24, 12, 30)})
 
 
 async def test_a_missing_parameter_is_named(conn: AsyncConnection) -> None:
