@@ -57,7 +57,11 @@ class RawStatement:
                 # asyncpg would take a naive datetime as local time; SQLAlchemy's UTCDateTime as UTC.
                 raise ValueError(f"bind parameter {name!r} is a naive datetime; pass a timezone-aware one")
             args.append(value)
-        fairy = await conn.get_raw_connection()
+        sync = conn.sync_connection
+        if sync is not None and not sync.closed and not sync.invalidated:
+            fairy = sync.connection  # established: read it here, without `get_raw_connection`'s greenlet hop
+        else:
+            fairy = await conn.get_raw_connection()  # SQLAlchemy reconnects or raises, as `execute` would
         driver = cast(asyncpg.Connection, fairy.driver_connection)
         if in_transaction and not driver.is_in_transaction():
             raise RuntimeError("RawStatement.fetch(in_transaction=True) outside a transaction")
