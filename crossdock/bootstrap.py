@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -62,9 +63,16 @@ async def _cases_tick(container: Container) -> None:
     await tick(container)
 
 
-def build_container(settings: Settings | None = None) -> Container:
+def build_container(settings: Settings | None = None, *, server_settings: Mapping[str, str] | None = None) -> Container:
+    """The process's services. `server_settings`: PostgreSQL settings for its connections (a worker
+    process passes `settings.worker.postgres_settings`)."""
     settings = settings or Settings()
-    db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size, echo=settings.db_echo)
+    db = Database(
+        settings.resolved_database_url,
+        pool_size=settings.db_pool_size,
+        echo=settings.db_echo,
+        server_settings=server_settings,
+    )
     container = Container(settings=settings, db=db)
     container.extras["engine.setup"] = [_setup_engine]
     # (interval seconds, job): run by every engine runtime (embedded and `crossdock worker`).

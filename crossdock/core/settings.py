@@ -53,6 +53,14 @@ class WorkerSettings(BaseModel):
         description="Group commits a worker process keeps in flight at once (PostgreSQL; SQLite writes one "
         "at a time). More overlaps database round trips with execution; each still batches every op queued.",
     )
+    postgres_settings: dict[str, str] = Field(
+        default_factory=lambda: {"enable_bitmapscan": "off"},
+        description="PostgreSQL settings for the connections of a `crossdock worker` process. The default "
+        "turns bitmap scans off: the claim and the group commit read the partial indexes of queued and "
+        "running runs, and only a plain index scan marks the entries of finished row versions dead as it "
+        "passes them; bitmap scans left them for VACUUM, so each claim and commit revisited every run "
+        "since the last VACUUM (docs/performance.md, profile 12). `{}` keeps the server's settings.",
+    )
     embedded_workers: int = Field(1, description="Worker loops `crossdock up` runs in-process.")
     case_sweep_seconds: float = Field(
         5.0, description="How often each runtime opens cases for failed runs, runs SLA escalation and notifies."

@@ -116,7 +116,7 @@ async def run_worker_process(
     **worker_options: Any,
 ) -> None:
     """The `crossdock worker` process: work until SIGTERM/SIGINT."""
-    container = build_container(settings)
+    container = build_container(settings, server_settings=settings.worker.postgres_settings)
     engine = engine_of(container)
     if setup is not None:
         result = setup(engine)
