@@ -59,7 +59,8 @@ class WorkerSettings(BaseModel):
         "turns bitmap scans off: the claim and the group commit read the partial indexes of queued and "
         "running runs, and only a plain index scan marks the entries of finished row versions dead as it "
         "passes them; bitmap scans left them for VACUUM, so each claim and commit revisited every run "
-        "since the last VACUUM (docs/performance.md, profile 12). `{}` keeps the server's settings.",
+        "since the last VACUUM (docs/performance.md, profile 12). A JSON object of strings; `{}` keeps the "
+        "server's settings (behind PgBouncer, which refuses startup parameters, use `{}` and ALTER ROLE).",
     )
     embedded_workers: int = Field(1, description="Worker loops `crossdock up` runs in-process.")
     case_sweep_seconds: float = Field(

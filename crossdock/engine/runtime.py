@@ -107,6 +107,11 @@ async def stop_embedded(container: Container) -> None:
         await engine.close()
 
 
+def worker_container(settings: Settings) -> Container:
+    """A worker process's services: its PostgreSQL connections carry `worker.postgres_settings`."""
+    return build_container(settings, server_settings=settings.worker.postgres_settings)
+
+
 async def run_worker_process(
     settings: Settings,
     *,
@@ -116,7 +121,7 @@ async def run_worker_process(
     **worker_options: Any,
 ) -> None:
     """The `crossdock worker` process: work until SIGTERM/SIGINT."""
-    container = build_container(settings, server_settings=settings.worker.postgres_settings)
+    container = worker_container(settings)
     engine = engine_of(container)
     if setup is not None:
         result = setup(engine)
