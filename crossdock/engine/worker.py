@@ -77,6 +77,7 @@ _LOCKED_PG = (
 )
 _LOCKED_SQLITE = "SELECT id FROM eligible"
 _CLAIM_LOCK_KEY = 0x63726F7373  # "cross"
+_CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 
 _DT = UTCDateTime()
 
@@ -177,7 +178,7 @@ class Worker:
             if isinstance(self._claim_stmt, RawStatement):
                 # The lock goes through SQLAlchemy, which begins the transaction; the claim, which
                 # returns up to `limit` rows, through asyncpg in that transaction (`core.rawpg`).
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
+                await conn.execute(_CLAIM_LOCK, {"k": _CLAIM_LOCK_KEY})
                 rows = await self._claim_stmt.fetch(conn, params | {"served": served}, in_transaction=True)
             else:
                 rows = (await conn.execute(self._claim_stmt, params)).all()
