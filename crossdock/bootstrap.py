@@ -63,15 +63,23 @@ async def _cases_tick(container: Container) -> None:
     await tick(container)
 
 
-def build_container(settings: Settings | None = None, *, server_settings: Mapping[str, str] | None = None) -> Container:
+def build_container(
+    settings: Settings | None = None,
+    *,
+    server_settings: Mapping[str, str] | None = None,
+    role: str = "cli",
+) -> Container:
     """The process's services. `server_settings`: PostgreSQL settings for its connections (a worker
-    process passes `settings.worker.postgres_settings`)."""
+    process passes `settings.worker.postgres_settings`). `role` names the process to PostgreSQL:
+    its connections carry `application_name` `crossdock-<role>` (`api`, `worker`, `up`, `cli`), so
+    `pg_stat_activity` tells the webhook intake's backends from the workers' (unless
+    `server_settings` sets `application_name` itself)."""
     settings = settings or Settings()
     db = Database(
         settings.resolved_database_url,
         pool_size=settings.db_pool_size,
         echo=settings.db_echo,
-        server_settings=server_settings,
+        server_settings={"application_name": f"crossdock-{role}", **(server_settings or {})},
     )
     container = Container(settings=settings, db=db)
     container.extras["engine.setup"] = [_setup_engine]

@@ -136,7 +136,7 @@ def up(
             sandbox_port=sandbox_port,
             live=console.is_terminal if live is None else live,
         )
-    run(_serve(build_container(settings), demo=demo, embedded=True, demo_options=options))
+    run(_serve(build_container(settings, role="up"), demo=demo, embedded=True, demo_options=options))
 
 
 @app.command()
@@ -151,7 +151,7 @@ def api(
     if host:
         settings.api.host = host
     configure_logging(settings.log_level, json=settings.log_json)
-    run(_serve(build_container(settings), demo=False, embedded=False))
+    run(_serve(build_container(settings, role="api"), demo=False, embedded=False))
 
 
 @dataclass

@@ -109,7 +109,7 @@ async def stop_embedded(container: Container) -> None:
 
 def worker_container(settings: Settings) -> Container:
     """A worker process's services: its PostgreSQL connections carry `worker.postgres_settings`."""
-    return build_container(settings, server_settings=settings.worker.postgres_settings)
+    return build_container(settings, server_settings=settings.worker.postgres_settings, role="worker")
 
 
 async def run_worker_process(

@@ -32,12 +32,16 @@ def pg_url(backend: str, database_url: str) -> str:
     return database_url
 
 
-async def _bitmapscan(container: Container) -> str:
+async def _show(container: Container, setting: str = "enable_bitmapscan") -> str:
     try:
         async with container.db.engine.connect() as conn:
-            return str((await conn.execute(text("SHOW enable_bitmapscan"))).scalar_one())
+            return str((await conn.execute(text(f"SHOW {setting}"))).scalar_one())
     finally:
         await container.close()
+
+
+async def _bitmapscan(container: Container) -> str:
+    return await _show(container)
 
 
 async def test_a_worker_process_turns_bitmap_scans_off_and_other_processes_keep_the_servers_settings(
@@ -49,6 +53,29 @@ async def test_a_worker_process_turns_bitmap_scans_off_and_other_processes_keep_
     assert server_default == "on"  # PostgreSQL's default, which this database keeps
     assert await _bitmapscan(worker_container(settings)) == "off"
     assert await _bitmapscan(worker_container(Settings(database_url=pg_url, worker={"postgres_settings": {}}))) == "on"
+
+
+async def test_each_process_names_its_connections_for_pg_stat_activity(pg_url: str) -> None:
+    settings = Settings(database_url=pg_url)
+    assert await _show(build_container(settings, role="api"), "application_name") == "crossdock-api"
+    assert await _show(worker_container(settings), "application_name") == "crossdock-worker"
+    assert await _show(build_container(settings), "application_name") == "crossdock-cli"
+    # the name is visible to other sessions, which is what an operator reads
+    container = worker_container(settings)
+    try:
+        async with container.db.engine.connect() as conn:
+            mine = (
+                await conn.execute(text("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"))
+            ).scalar_one()
+    finally:
+        await container.close()
+    assert mine == "crossdock-worker"
+    # a deployment can name its workers itself (e.g. one name per region), keeping the other defaults
+    named = Settings(
+        database_url=pg_url, worker={"postgres_settings": {"enable_bitmapscan": "off", "application_name": "eu-worker"}}
+    )
+    assert await _show(worker_container(named), "application_name") == "eu-worker"
+    assert await _show(worker_container(named)) == "off"
 
 
 def test_the_setting_reads_a_json_object_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
