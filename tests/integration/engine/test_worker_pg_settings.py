@@ -40,19 +40,15 @@ async def _show(container: Container, setting: str = "enable_bitmapscan") -> str
         await container.close()
 
 
-async def _bitmapscan(container: Container) -> str:
-    return await _show(container)
-
-
 async def test_a_worker_process_turns_bitmap_scans_off_and_other_processes_keep_the_servers_settings(
     pg_url: str,
 ) -> None:
     settings = Settings(database_url=pg_url)
     assert settings.worker.postgres_settings == {"enable_bitmapscan": "off"}
-    server_default = await _bitmapscan(build_container(settings))  # the API process and the CLI
+    server_default = await _show(build_container(settings))  # the API process and the CLI
     assert server_default == "on"  # PostgreSQL's default, which this database keeps
-    assert await _bitmapscan(worker_container(settings)) == "off"
-    assert await _bitmapscan(worker_container(Settings(database_url=pg_url, worker={"postgres_settings": {}}))) == "on"
+    assert await _show(worker_container(settings)) == "off"
+    assert await _show(worker_container(Settings(database_url=pg_url, worker={"postgres_settings": {}}))) == "on"
 
 
 async def test_each_process_names_its_connections_for_pg_stat_activity(pg_url: str) -> None:

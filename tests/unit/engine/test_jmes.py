@@ -12,7 +12,7 @@ import pytest
 
 from crossdock.connectors.sandbox.shopify_orders import make_order
 from crossdock.engine.expressions import compile_expression, interpret
-from crossdock.flows.catalog import _REF, catalog
+from crossdock.flows.catalog import _substitute, catalog
 
 # Every node type of the jmespath AST, the built-in functions with exprefs, and our own functions.
 EXPRESSIONS = [
@@ -178,10 +178,8 @@ def _template_expressions() -> list[str]:
             found.clear()
             walk(template.definition)
             defaults = template.defaults()
-            out.update(
-                _REF.sub(lambda m, d=defaults: str(d[m.group(2)]) if m.group(1) == "params" else "con_1", e)
-                for e in found
-            )
+            bound = {b.role: "con_1" for b in template.bindings}
+            out.update(str(_substitute(e, defaults, bound, template.name)) for e in found)
     return sorted(out)
 
 
