@@ -20,7 +20,9 @@ import itertools
 import os
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from typing import Self
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -116,7 +118,36 @@ def rss_bytes(pids: Iterable[int]) -> int:
     return total
 
 
-class ProcSampler:
+class BackgroundSampler(ABC):
+    """A thread calling :meth:`sample` every ``interval`` seconds while the ``with`` block runs
+    (once more on entry and on exit, so a window is always covered at both ends)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+
+    @abstractmethod
+    def sample(self) -> None:
+        """Take one sample (called from the thread, and on entry and exit)."""
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> Self:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+class ProcSampler(BackgroundSampler):
     """Background thread sampling (time, CPU seconds, summed RSS) of a system.
 
     CPU covers the tree plus processes named in ``comms``; RSS covers only the
@@ -125,18 +156,11 @@ class ProcSampler:
     """
 
     def __init__(self, roots: Iterable[int], comms: Iterable[str] = (), interval: float = 0.2):
+        super().__init__(interval)
         self.roots = list(roots)
         self.comms = tuple(comms)
-        self.interval = interval
         self.samples: list[tuple[int, float, float, float]] = []  # (t_ns, tree CPU, machine busy, steal)
         self.peak_rss = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="proc-sampler", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
 
     def sample(self) -> None:
         stats = _all_stats()
@@ -171,13 +195,3 @@ class ProcSampler:
     def steal_between(self, t0_ns: int, t1_ns: int) -> float:
         """CPU seconds the hypervisor withheld from the machine's cores between two instants."""
         return max(0.0, self._at(t1_ns, 3) - self._at(t0_ns, 3))
-
-    def __enter__(self) -> ProcSampler:
-        self.sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()

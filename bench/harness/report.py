@@ -305,6 +305,9 @@ def markdown(doc: dict) -> str:
         "Host steal is CPU time the hypervisor gave to other guests while this machine's cores "
         "wanted to run (`/proc/stat`), as a share of all cores: a noisy host.",
         "",
+    ]
+    lines += _episodes_section(doc.get("runs", []))
+    lines += [
         "## Targets",
         "",
     ]
@@ -315,6 +318,45 @@ def markdown(doc: dict) -> str:
         lines += [f"- {n}: {why}" for n, why in doc["skipped"].items()]
     lines += ["", "Method and caveats: `docs/benchmark.md`.", ""]
     return "\n".join(lines)
+
+
+def _episodes_section(runs: list[dict], key: str = LATENCY_KEY) -> list[str]:
+    """Per repetition at `key`: the acks over the target, in episodes, and the disk writes beside them."""
+    rows = [r for r in runs if r.get("ok") and (r.get("latency") or {}).get(key, {}).get("io")]
+    if not rows:
+        return []
+    lines = [
+        f"## Slow acknowledgements at {key} (open loop), per repetition",
+        "",
+        "| system | rep | ack p99 ms | acks > 25 ms | episodes | their acks on a disk write burst "
+        "| disk MB/s | dirty peak MB | largest episodes (start s: span ms, acks, worst ms, MB written) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lat = r["latency"][key]
+        io = lat["io"]
+        share = f"{io['slow_acks_io']} ({100 * io['slow_acks_io'] / io['slow_acks']:.0f}%)" if io["slow_acks"] else "–"
+        top = sorted(io["episodes"], key=lambda e: -e["acks"])[:3]
+        eps = "; ".join(
+            f"{e['at_s']:g}: {e['span_ms']:.0f}, {e['acks']}, {e['worst_ms']:.0f}, {e['disk_mb']:g}"
+            + (" (burst)" if e["io"] else "")
+            for e in sorted(top, key=lambda e: e["at_s"])
+        )
+        lines.append(
+            f"| {r['system']} | {r['rep']} | {_fmt(lat.get('ack_p99_ms'), 1)} | {io['slow_acks']}"
+            f" | {io['episode_count']} | {share} | {_fmt(io['disk_write_mb_s'])} | {_fmt(io['dirty_peak_mb'], 0)}"
+            f" | {eps or '–'} |"
+        )
+    lines += [
+        "",
+        "An episode is a run of acks slower than 25 ms sent less than 100 ms apart. *On a disk write "
+        "burst*: at least 8 MB (and 4x the phase's median) written to the disk in some 100 ms between "
+        "300 ms before the episode and its end (`bench/harness/iostats.py`): the kernel writing back "
+        "dirty table pages, a WAL segment being created, a checkpoint. *Dirty* is the page cache not "
+        "yet written (`/proc/meminfo`). See docs/performance.md, profile 14.",
+        "",
+    ]
+    return lines
 
 
 def build(runs: list[dict], order: list[str], config: dict, reps: int, skipped: dict[str, str]) -> dict:

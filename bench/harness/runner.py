@@ -25,7 +25,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 
-from . import loadgen, recorder
+from . import iostats, loadgen, recorder
 from .orders import PROBE_ID_MAX, SECRET, expected_totals, make_webhook
 from .procstats import ProcSampler, cpu_seconds, steal_pct
 from .report import percentile
@@ -227,15 +227,16 @@ class Harness:
         peak = max(res.orders_per_s, 1.0)
         for i, frac in enumerate(cfg.open_fractions, start=1):
             rate = max(1.0, round(frac * peak, 1))
-            ph = loadgen.run_phase(
-                loadgen.Phase(
-                    url=system.webhook_url,
-                    mode="open",
-                    duration=cfg.open_duration,
-                    rate=rate,
-                    id_base=id_base + i * loadgen.PHASE_SPAN,
-                ),
-            )
+            with iostats.IoSampler() as io:
+                ph = loadgen.run_phase(
+                    loadgen.Phase(
+                        url=system.webhook_url,
+                        mode="open",
+                        duration=cfg.open_duration,
+                        rate=rate,
+                        id_base=id_base + i * loadgen.PHASE_SPAN,
+                    ),
+                )
             phases.append(ph)
             self.drain(len(_acked(phases)))
             records = self.dump()["records"]
@@ -251,6 +252,8 @@ class Harness:
                 "e2e_p99_ms": _r(percentile(e2e, 99)),
                 "errors": len(ph.rows) - len(ok),
                 "send_lag_p99_ms": _r(percentile(lag, 99)),
+                # slow-ack episodes and the disk writes beside them (`iostats`)
+                "io": iostats.phase_io(ph.rows, io.samples, ph.t_start_ns, ph.t_end_ns),
             }
 
         dump = self.dump()
