@@ -19,6 +19,7 @@ are reported as PASS/FAIL lines and never fail the run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -30,9 +31,30 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from harness import report  # noqa: E402
+from harness.hosttune import HostTuning  # noqa: E402
 from harness.procstats import machine_seconds, steal_pct  # noqa: E402
 from harness.runner import BenchConfig, Harness, result_dict  # noqa: E402
 from harness.systems import ALL_NAMES, registry  # noqa: E402
+
+
+def run_all(harness: Harness, runnable: list, reps: int, runs: list[dict]) -> None:
+    """Repetition by repetition, every system in turn (round-robin); results appended to `runs`."""
+    for rep in range(1, reps + 1):
+        for s in runnable:
+            t = time.monotonic()
+            r = harness.run(s, rep)
+            runs.append(result_dict(r))
+            status = (
+                f"{r.orders_per_s:8.1f} orders/s  ack p99@80% "
+                f"{r.latency.get('80%', {}).get('ack_p99_ms')} ms  lost {r.lost} "
+                f"dup {r.duplicated} wrong {r.wrong} errors {r.errors}"
+                if r.ok
+                else f"FAILED: {r.error}"
+            )
+            print(
+                f"[bench] rep {rep}/{reps} {s.name:<17} {status}  ({time.monotonic() - t:.0f}s)",
+                flush=True,
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=BENCH / "results")
     ap.add_argument("--no-install", action="store_true", help="don't run peers/install.sh")
     ap.add_argument("--report-only", type=Path, metavar="JSON", help="rebuild the report from a latest.json")
+    ap.add_argument(
+        "--tune-db-host",
+        action="store_true",
+        help="apply docs/operations.md's database-host settings for this run, then restore them (root, PG superuser)",
+    )
     args = ap.parse_args(argv)
     if args.report_only:
         old = json.loads(args.report_only.read_text())
@@ -104,28 +131,21 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     steal0 = machine_seconds()[1]
     runs: list[dict] = []
+    tuning = contextlib.nullcontext(None)
+    if args.tune_db_host:
+        uses_pg = any(getattr(s, "backend", "") == "pg" or s.name == "n8n_pg" for s in runnable)
+        tuning = HostTuning(postgres=uses_pg)
     harness = Harness(cfg)
     try:
-        for rep in range(1, reps + 1):
-            for s in runnable:
-                t = time.monotonic()
-                r = harness.run(s, rep)
-                runs.append(result_dict(r))
-                status = (
-                    f"{r.orders_per_s:8.1f} orders/s  ack p99@80% "
-                    f"{r.latency.get('80%', {}).get('ack_p99_ms')} ms  lost {r.lost} "
-                    f"dup {r.duplicated} wrong {r.wrong} errors {r.errors}"
-                    if r.ok
-                    else f"FAILED: {r.error}"
-                )
-                print(
-                    f"[bench] rep {rep}/{reps} {s.name:<17} {status}  ({time.monotonic() - t:.0f}s)",
-                    flush=True,
-                )
+        with tuning as tuned:
+            if tuned is not None:
+                print(f"[bench] tuned for this run: {'; '.join(tuned.applied)}", flush=True)
+            run_all(harness, runnable, reps, runs)
     finally:
         harness.close()
 
     doc = report.build(runs, [s.name for s in runnable], asdict(cfg), reps, skipped)
+    doc["host_tuning"] = tuned.applied if tuned is not None else []
     doc["wall_s"] = round(time.monotonic() - t0, 1)
     doc["machine"]["steal_pct"] = steal_pct(machine_seconds()[1] - steal0, doc["wall_s"])
     doc["smoke"] = args.smoke

@@ -230,6 +230,13 @@ def markdown(doc: dict) -> str:
         f"closed-loop peak, {cfg.get('open_duration')} s. Medians of {doc.get('reps')} "
         "repetitions (round-robin); lost/duplicated are totals over all repetitions.",
         f"Reference column: `{ref}`." if ref else "No reference system ran.",
+        (
+            "Database host tuned for this run (`--tune-db-host`, docs/operations.md): "
+            + "; ".join(doc["host_tuning"])
+            + "."
+            if doc.get("host_tuning")
+            else "The machine's own kernel and PostgreSQL settings (no `--tune-db-host`)."
+        ),
         "",
         "| system | orders/s | vs ref | ack p50 ms | ack p99 ms | e2e p50 ms | e2e p99 ms "
         "| CPU ms/order | CPU vs ref | peak RSS MB | lost | dup |",

@@ -1,0 +1,110 @@
+"""``--tune-db-host``: the database-host settings of docs/operations.md, for one benchmark run.
+
+By default the benchmark runs on the machine's settings. With ``--tune-db-host`` it first applies
+what docs/operations.md recommends for a PostgreSQL host under sustained intake, for every system of
+the run alike, and restores the previous values afterwards (also when the run fails):
+
+* ``vm.dirty_background_bytes = 32 MB``: the kernel writes dirty pages back as a trickle instead of
+  a 100-200 MB burst every ~30 s, which every commit's WAL flush waits behind (needs root);
+* PostgreSQL ``min_wal_size = 2GB``: WAL segments are kept for reuse at checkpoints instead of
+  being created again (16 MB of zeros written under the WAL write lock) while the intake runs
+  (``ALTER SYSTEM`` and a reload: needs a superuser).
+
+Neither touches durability: fsync and synchronous commit stay on. The report says the run was tuned.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .systems import pg_settings
+
+DIRTY_BACKGROUND_BYTES = 32 * 2**20
+MIN_WAL_SIZE = "2GB"
+
+
+class TuningError(RuntimeError):
+    """A setting could not be applied (not root, not a superuser, ...)."""
+
+
+def _psql(sql: str) -> str:
+    pg = pg_settings()
+    cmd = ["psql", "-h", pg["host"], "-p", pg["port"], "-U", pg["user"], "-d", "postgres"]
+    cmd += ["-v", "ON_ERROR_STOP=1", "-qAtc", sql]
+    res = subprocess.run(cmd, env={**os.environ, "PGPASSWORD": pg["password"]}, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise TuningError(f"psql: {res.stderr.strip() or res.stdout.strip()}")
+    return res.stdout.strip()
+
+
+@dataclass
+class HostTuning:
+    """Apply with ``with HostTuning(): ...``; `applied` lists what was changed (for the report)."""
+
+    proc_sys_vm: Path = Path("/proc/sys/vm")
+    postgres: bool = True
+    applied: list[str] = field(default_factory=list)
+    _restore: list[tuple[str, str]] = field(default_factory=list)  # (what, previous value)
+
+    def __enter__(self) -> HostTuning:
+        try:
+            self._tune_writeback()
+            if self.postgres:
+                self._tune_wal()
+        except BaseException:
+            self.restore()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+    def _tune_writeback(self) -> None:
+        vm = self.proc_sys_vm
+        try:
+            old_bytes = (vm / "dirty_background_bytes").read_text().strip()
+            old_ratio = (vm / "dirty_background_ratio").read_text().strip()
+            (vm / "dirty_background_bytes").write_text(str(DIRTY_BACKGROUND_BYTES))
+        except OSError as exc:
+            raise TuningError(f"cannot set vm.dirty_background_bytes (run as root): {exc}") from exc
+        # Writing one of the pair zeroes the other: restore whichever was in force.
+        if old_bytes != "0":
+            self._restore.append(("vm:dirty_background_bytes", old_bytes))
+        else:
+            self._restore.append(("vm:dirty_background_ratio", old_ratio))
+        self.applied.append(
+            f"vm.dirty_background_bytes={DIRTY_BACKGROUND_BYTES} (was bytes {old_bytes}, ratio {old_ratio})"
+        )
+
+    def _tune_wal(self) -> None:
+        row = _psql(
+            "SELECT setting || COALESCE(unit, '') || '|' || COALESCE(sourcefile, '') FROM pg_settings WHERE name = 'min_wal_size'"
+        )
+        old, _, sourcefile = row.partition("|")
+        _psql(f"ALTER SYSTEM SET min_wal_size = '{MIN_WAL_SIZE}'")
+        # A value set by an earlier ALTER SYSTEM is put back; otherwise the override is removed.
+        self._restore.append(("pg:min_wal_size", old if sourcefile.endswith("postgresql.auto.conf") else ""))
+        _psql("SELECT pg_reload_conf()")
+        self.applied.append(f"PostgreSQL min_wal_size={MIN_WAL_SIZE} (was {old})")
+
+    def restore(self) -> None:
+        """Put every changed setting back (best effort: each is tried even if another fails)."""
+        errors = []
+        while self._restore:
+            what, value = self._restore.pop()
+            try:
+                if what.startswith("vm:"):
+                    (self.proc_sys_vm / what[3:]).write_text(value)
+                elif value:
+                    _psql(f"ALTER SYSTEM SET min_wal_size = '{value}'")
+                    _psql("SELECT pg_reload_conf()")
+                else:
+                    _psql("ALTER SYSTEM RESET min_wal_size")
+                    _psql("SELECT pg_reload_conf()")
+            except (OSError, TuningError) as exc:
+                errors.append(f"{what}: {exc}")
+        if errors:
+            raise TuningError("could not restore " + "; ".join(errors))

@@ -1,0 +1,96 @@
+"""`bench/run.py --tune-db-host`: settings applied for the run and put back afterwards."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+from harness import hosttune, report  # noqa: E402
+from harness.systems import pg_available  # noqa: E402
+
+
+def _vm(tmp_path: Path, bytes_: str, ratio: str) -> Path:
+    (tmp_path / "dirty_background_bytes").write_text(bytes_ + "\n")
+    (tmp_path / "dirty_background_ratio").write_text(ratio + "\n")
+    return tmp_path
+
+
+def test_writeback_tuned_then_the_ratio_in_force_restored(tmp_path: Path) -> None:
+    vm = _vm(tmp_path, "0", "10")
+    with hosttune.HostTuning(proc_sys_vm=vm, postgres=False) as tuned:
+        assert (vm / "dirty_background_bytes").read_text() == str(32 * 2**20)
+        assert tuned.applied == ["vm.dirty_background_bytes=33554432 (was bytes 0, ratio 10)"]
+    # the kernel zeroes the other of the pair on a write; the harness restores the one that was set
+    assert (vm / "dirty_background_ratio").read_text() == "10"
+
+
+def test_a_byte_limit_in_force_is_restored_even_when_the_run_fails(tmp_path: Path) -> None:
+    vm = _vm(tmp_path, "8388608", "0")
+    with pytest.raises(RuntimeError, match="run failed"), hosttune.HostTuning(proc_sys_vm=vm, postgres=False):
+        raise RuntimeError("run failed")
+    assert (vm / "dirty_background_bytes").read_text() == "8388608"
+
+
+def test_not_permitted_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(hosttune.TuningError, match="run as root"):
+        with hosttune.HostTuning(proc_sys_vm=tmp_path / "missing", postgres=False):
+            pass
+
+
+def _show() -> str:
+    return hosttune._psql("SHOW min_wal_size")
+
+
+def _auto_conf_value() -> str:
+    return hosttune._psql(
+        "SELECT COALESCE(max(setting || COALESCE(unit, '')), '') FROM pg_settings "
+        "WHERE name = 'min_wal_size' AND sourcefile LIKE '%postgresql.auto.conf'"
+    )
+
+
+@pytest.mark.skipif(pg_available() is not None, reason="PostgreSQL not reachable")
+def test_min_wal_size_applied_for_the_run_then_reset(tmp_path: Path) -> None:
+    import time
+
+    vm = _vm(tmp_path, "0", "10")
+    before, before_auto = _show(), _auto_conf_value()
+    assert before_auto == "", "the cluster already has an ALTER SYSTEM min_wal_size; the test would change it"
+    try:
+        with hosttune.HostTuning(proc_sys_vm=vm) as tuned:
+            time.sleep(0.3)  # the reload is asynchronous
+            assert _show() == "2GB"
+            assert any("min_wal_size=2GB" in a for a in tuned.applied)
+        time.sleep(0.3)
+        assert _show() == before and _auto_conf_value() == ""
+        # a value an operator set with ALTER SYSTEM is put back, not reset
+        hosttune._psql("ALTER SYSTEM SET min_wal_size = '96MB'")
+        hosttune._psql("SELECT pg_reload_conf()")
+        time.sleep(0.3)
+        with hosttune.HostTuning(proc_sys_vm=vm):
+            time.sleep(0.3)
+            assert _show() == "2GB"
+        time.sleep(0.3)
+        assert _show() == "96MB"
+    finally:
+        hosttune._psql("ALTER SYSTEM RESET min_wal_size")
+        hosttune._psql("SELECT pg_reload_conf()")
+
+
+def test_report_says_whether_the_host_was_tuned() -> None:
+    doc = {
+        "systems": {},
+        "machine": {"cores": 2},
+        "date": "2026-12-06T05:00:00+00:00",
+        "config": {},
+        "reps": 1,
+        "targets": [],
+    }
+    assert "no `--tune-db-host`" in report.markdown(doc)
+    doc["host_tuning"] = ["vm.dirty_background_bytes=33554432 (was bytes 0, ratio 10)"]
+    text = report.markdown(doc)
+    assert "Database host tuned for this run" in text and "33554432" in text
