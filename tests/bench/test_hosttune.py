@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,31 +55,38 @@ def _auto_conf_value() -> str:
 
 
 @pytest.mark.skipif(pg_available() is not None, reason="PostgreSQL not reachable")
-def test_min_wal_size_applied_for_the_run_then_reset(tmp_path: Path) -> None:
-    import time
-
+def test_min_wal_size_applied_for_the_run_then_put_back(tmp_path: Path) -> None:
     vm = _vm(tmp_path, "0", "10")
     before, before_auto = _show(), _auto_conf_value()
-    assert before_auto == "", "the cluster already has an ALTER SYSTEM min_wal_size; the test would change it"
     try:
-        with hosttune.HostTuning(proc_sys_vm=vm) as tuned:
-            time.sleep(0.3)  # the reload is asynchronous
-            assert _show() == "2GB"
-            assert any("min_wal_size=2GB" in a for a in tuned.applied)
-        time.sleep(0.3)
-        assert _show() == before and _auto_conf_value() == ""
-        # a value an operator set with ALTER SYSTEM is put back, not reset
-        hosttune._psql("ALTER SYSTEM SET min_wal_size = '96MB'")
-        hosttune._psql("SELECT pg_reload_conf()")
-        time.sleep(0.3)
-        with hosttune.HostTuning(proc_sys_vm=vm):
-            time.sleep(0.3)
-            assert _show() == "2GB"
-        time.sleep(0.3)
-        assert _show() == "96MB"
+        for operator_value in ("", "96MB"):  # none set with ALTER SYSTEM, then one an operator set
+            if operator_value:
+                hosttune._psql(f"ALTER SYSTEM SET min_wal_size = '{operator_value}'")
+                _reload()
+            expected = operator_value or _show()
+            with hosttune.HostTuning(proc_sys_vm=vm) as tuned:
+                _wait_for("2GB")
+                assert any("min_wal_size=2GB" in a for a in tuned.applied)
+            _wait_for(expected)
+            assert _auto_conf_value() == operator_value  # put back, or the override removed
     finally:
-        hosttune._psql("ALTER SYSTEM RESET min_wal_size")
-        hosttune._psql("SELECT pg_reload_conf()")
+        hosttune._psql(
+            f"ALTER SYSTEM SET min_wal_size = '{before_auto}'" if before_auto else "ALTER SYSTEM RESET min_wal_size"
+        )
+        _reload()
+        _wait_for(before)
+
+
+def _reload() -> None:
+    hosttune._psql("SELECT pg_reload_conf()")
+
+
+def _wait_for(value: str) -> None:
+    """The reload is asynchronous: wait until new sessions see `value`."""
+    deadline = time.monotonic() + 5
+    while _show() != value:
+        assert time.monotonic() < deadline, f"min_wal_size is {_show()}, expected {value}"
+        time.sleep(0.05)
 
 
 def test_report_says_whether_the_host_was_tuned() -> None:
