@@ -129,7 +129,8 @@ def measure(args: argparse.Namespace) -> list[dict]:
             t0 = time.monotonic()
             if mode == "closed":
                 phase = loadgen.Phase(url=system.webhook_url, mode="closed", duration=args.seconds, warmup=0,
-                                      id_base=id_base, concurrency=args.concurrency)  # fmt: skip
+                                      id_base=id_base, concurrency=args.concurrency,
+                                      max_backlog=args.max_backlog)  # fmt: skip
                 ph = loadgen.run_phase(phase, harness.delivered)
             else:
                 phase = loadgen.Phase(url=system.webhook_url, mode="open", duration=args.seconds, rate=rate,
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="open-loop rates, orders/s (default 400,1000,1500)")  # fmt: skip
     ap.add_argument("--closed", action="store_true", help="one closed-loop phase instead of the rates")
     ap.add_argument("--concurrency", type=int, default=32, help="closed-loop concurrency (default 32)")
+    ap.add_argument("--max-backlog", type=int, default=BenchConfig.max_backlog,
+                    help="closed loop: pause posting while this many acked orders are undelivered (as the benchmark)")  # fmt: skip
     ap.add_argument("--workers", type=int, default=1, help="crossdock worker processes (default 1)")
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per phase (default 10)")
     ap.add_argument("--warmup", type=float, default=3.0, help="closed-loop warm-up seconds (default 3)")
