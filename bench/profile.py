@@ -32,7 +32,7 @@ sys.path.insert(0, str(BENCH))
 from harness import loadgen  # noqa: E402
 from harness.crossdock_system import CrossdockSystem  # noqa: E402
 from harness.orders import SECRET  # noqa: E402
-from harness.procstats import CLK_TCK, _stat  # noqa: E402
+from harness.procstats import cpu_seconds  # noqa: E402
 from harness.report import percentile  # noqa: E402
 from harness.runner import BenchConfig, Harness  # noqa: E402
 from harness.systems import PEERS_DIR, RunContext, free_port, pg_available, pg_settings, remove_tree  # noqa: E402
@@ -43,12 +43,6 @@ def _psql(sql: str) -> str:
     cmd = ["psql", "-h", pg["host"], "-p", pg["port"], "-U", pg["user"], "-d", "postgres", "-qAtF", "\t", "-c", sql]
     env = {**os.environ, "PGPASSWORD": pg["password"]}
     return subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout.strip()
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of one process (0 when it is gone)."""
-    st = _stat(pid)
-    return (int(st[13]) + int(st[14])) / CLK_TCK if st else 0.0
 
 
 def backends(dbname: str) -> dict[int, str]:
@@ -78,10 +72,10 @@ class Split:
         self.before = self._read()
 
     def _read(self) -> dict[str, float]:
-        seen: dict[str, float] = {name: cpu_s(pid) for name, pid in self.procs.items()}
+        seen: dict[str, float] = {name: cpu_seconds([pid]) for name, pid in self.procs.items()}
         for pid, app in self.backends.items():
             key = "pg:" + app.removeprefix("crossdock-")
-            seen[key] = seen.get(key, 0.0) + cpu_s(pid)
+            seen[key] = seen.get(key, 0.0) + cpu_seconds([pid])
         return seen
 
     def per_order_us(self, orders: int) -> dict[str, float]:
