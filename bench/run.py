@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -135,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.tune_db_host:
         uses_pg = any(getattr(s, "backend", "") == "pg" or s.name == "n8n_pg" for s in runnable)
         tuning = HostTuning(postgres=uses_pg)
+        # `timeout` or a CI cancel sends SIGTERM: exit through the `with` so the host is restored.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     harness = Harness(cfg)
     try:
         with tuning as tuned:

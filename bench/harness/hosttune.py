@@ -11,6 +11,8 @@ the run alike, and restores the previous values afterwards (also when the run fa
   (``ALTER SYSTEM`` and a reload: needs a superuser).
 
 Neither touches durability: fsync and synchronous commit stay on. The report says the run was tuned.
+`bench/run.py` turns SIGTERM into an exit while tuned, so a stopped run restores them too (SIGKILL
+cannot be caught: then put them back by hand; the run's first line prints the previous values).
 """
 
 from __future__ import annotations
@@ -67,26 +69,33 @@ class HostTuning:
         try:
             old_bytes = (vm / "dirty_background_bytes").read_text().strip()
             old_ratio = (vm / "dirty_background_ratio").read_text().strip()
-            (vm / "dirty_background_bytes").write_text(str(DIRTY_BACKGROUND_BYTES))
         except OSError as exc:
             raise TuningError(f"cannot set vm.dirty_background_bytes (run as root): {exc}") from exc
-        # Writing one of the pair zeroes the other: restore whichever was in force.
+        # Writing one of the pair zeroes the other: restore whichever was in force. The restore is
+        # recorded before the change, so a failure or an interrupt half-way still puts it back.
         if old_bytes != "0":
             self._restore.append(("vm:dirty_background_bytes", old_bytes))
         else:
             self._restore.append(("vm:dirty_background_ratio", old_ratio))
+        try:
+            (vm / "dirty_background_bytes").write_text(str(DIRTY_BACKGROUND_BYTES))
+        except OSError as exc:
+            self._restore.pop()  # nothing was changed
+            raise TuningError(f"cannot set vm.dirty_background_bytes (run as root): {exc}") from exc
         self.applied.append(
             f"vm.dirty_background_bytes={DIRTY_BACKGROUND_BYTES} (was bytes {old_bytes}, ratio {old_ratio})"
         )
 
     def _tune_wal(self) -> None:
-        row = _psql(
-            "SELECT setting || COALESCE(unit, '') || '|' || COALESCE(sourcefile, '') FROM pg_settings WHERE name = 'min_wal_size'"
+        old = _psql("SELECT setting || COALESCE(unit, '') FROM pg_settings WHERE name = 'min_wal_size'")
+        # What an earlier ALTER SYSTEM wrote, applied or not yet reloaded (pg_file_settings: superuser,
+        # which ALTER SYSTEM needs anyway): put back at the end; without one the override is removed.
+        operator = _psql(
+            "SELECT setting FROM pg_file_settings WHERE name = 'min_wal_size' "
+            "AND sourcefile LIKE '%postgresql.auto.conf' ORDER BY seqno DESC LIMIT 1"
         )
-        old, _, sourcefile = row.partition("|")
+        self._restore.append(("pg:min_wal_size", operator))  # before the change: see _tune_writeback
         _psql(f"ALTER SYSTEM SET min_wal_size = '{MIN_WAL_SIZE}'")
-        # A value set by an earlier ALTER SYSTEM is put back; otherwise the override is removed.
-        self._restore.append(("pg:min_wal_size", old if sourcefile.endswith("postgresql.auto.conf") else ""))
         _psql("SELECT pg_reload_conf()")
         self.applied.append(f"PostgreSQL min_wal_size={MIN_WAL_SIZE} (was {old})")
 

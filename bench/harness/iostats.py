@@ -11,6 +11,8 @@ phase had and how much was written to the disk in each.
   entries of ``/sys/block``, without loop, ram and zram devices);
 * ``/proc/meminfo``: ``Dirty`` (page cache not yet written) and ``Writeback`` (being written).
 
+Sizes are reported in MB of 2**20 bytes.
+
 An episode is a run of acks slower than ``threshold_ms`` whose send times are less than ``gap_ms``
 apart. Its disk figures cover the window from 300 ms before its first slow request to its last ack.
 """
@@ -40,10 +42,18 @@ _SKIP_PREFIXES = ("loop", "ram", "zram")
 def whole_disks(sys_block: Path = Path("/sys/block")) -> set[str]:
     """Names of the machine's whole disks (partitions are not in /sys/block)."""
     try:
-        names = {p.name for p in sys_block.iterdir()}
+        devices = list(sys_block.iterdir())
     except OSError:
         return set()
-    return {n for n in names if not n.startswith(_SKIP_PREFIXES)}
+    # Device-mapper and md devices write through the disks below them (their `slaves`): count those only.
+    return {d.name for d in devices if not d.name.startswith(_SKIP_PREFIXES) and not _has_slaves(d)}
+
+
+def _has_slaves(device: Path) -> bool:
+    try:
+        return any((device / "slaves").iterdir())
+    except OSError:
+        return False
 
 
 def disk_written_bytes(disks: set[str], diskstats: str | None = None) -> int:
@@ -121,12 +131,15 @@ def _written_between(samples: Sequence[tuple[int, int, int, int]], t0: int, t1: 
 
 
 def _max_burst(samples: Sequence[tuple[int, int, int, int]], t0: int, t1: int, window_ns: int) -> int:
-    """Most bytes written in any `window_ns` inside [t0, t1] (sliding over the samples)."""
-    inside = [s for s in samples if t0 <= s[0] <= t1]
+    """Most bytes written in any `window_ns` of [t0, t1], sliding over the samples. The sample before t0
+    opens the range (a write just before it counts), and two samples further apart than the window (a
+    sampler that fell behind, as it does on a busy machine) count whole."""
+    first = max(0, next((i for i, s in enumerate(samples) if s[0] >= t0), len(samples)) - 1)
+    inside = [s for s in samples[first:] if s[0] <= t1]
     best = 0
     j = 0
-    for i in range(len(inside)):
-        while inside[i][0] - inside[j][0] > window_ns:
+    for i in range(1, len(inside)):
+        while j < i - 1 and inside[i][0] - inside[j][0] > window_ns:
             j += 1
         best = max(best, inside[i][1] - inside[j][1])
     return best

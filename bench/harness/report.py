@@ -360,7 +360,7 @@ def _episodes_section(runs: list[dict], key: str = LATENCY_KEY) -> list[str]:
         "burst*: at least 8 MB (and 4x the phase's median) written to the disk in some 100 ms between "
         "300 ms before the episode and its end (`bench/harness/iostats.py`): the kernel writing back "
         "dirty table pages, a WAL segment being created, a checkpoint. *Dirty* is the page cache not "
-        "yet written (`/proc/meminfo`). See docs/performance.md, profile 14.",
+        "yet written (`/proc/meminfo`). MB are 2^20 bytes. See docs/performance.md, profile 14.",
         "",
     ]
     return lines

@@ -67,6 +67,15 @@ def test_phase_io_marks_the_episode_that_sits_on_a_write_burst() -> None:
     assert io["dirty_peak_mb"] == pytest.approx(100_000 / 1024, rel=0.01)
 
 
+def test_a_burst_between_samples_far_apart_or_just_before_the_episode_counts() -> None:
+    # the sampler fell behind: 50 MB written between samples 120 ms apart (more than the window)
+    late = [(0, 0, 0, 0), (20 * MS, 0, 0, 0), (140 * MS, 50 * 2**20, 0, 0), (160 * MS, 50 * 2**20, 0, 0)]
+    assert iostats._max_burst(late, 0, 200 * MS, 100 * MS) == 50 * 2**20
+    # written between the last sample before the range and the first inside it
+    assert iostats._max_burst(late, 100 * MS, 200 * MS, 100 * MS) == 50 * 2**20
+    assert iostats._max_burst(late, 150 * MS, 200 * MS, 100 * MS) == 0
+
+
 def test_phase_io_keeps_the_largest_episodes() -> None:
     rows = []
     for k in range(iostats.MAX_EPISODES + 4):
@@ -87,8 +96,9 @@ def test_proc_text_parsing(tmp_path: Path) -> None:
     assert iostats.disk_written_bytes({"vda"}, diskstats) == 4000 * 512
     meminfo = "MemTotal: 100 kB\nDirty:            2048 kB\nWriteback:          16 kB\n"
     assert iostats.dirty_kb(meminfo) == (2048, 16)
-    for name in ("vda", "loop0", "ram1", "zram0", "nvme0n1"):
-        (tmp_path / name).mkdir()
+    for name in ("vda", "loop0", "ram1", "zram0", "nvme0n1", "dm-0"):
+        (tmp_path / name / "slaves").mkdir(parents=True)
+    (tmp_path / "dm-0" / "slaves" / "nvme0n1").touch()  # LVM on nvme0n1: its writes are nvme0n1's
     assert iostats.whole_disks(tmp_path) == {"vda", "nvme0n1"}
     assert iostats.whole_disks(tmp_path / "missing") == set()
 
