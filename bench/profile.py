@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -32,22 +31,15 @@ sys.path.insert(0, str(BENCH))
 from harness import loadgen  # noqa: E402
 from harness.crossdock_system import CrossdockSystem  # noqa: E402
 from harness.orders import SECRET  # noqa: E402
-from harness.procstats import cpu_seconds  # noqa: E402
+from harness.procstats import process_cpu_seconds  # noqa: E402
 from harness.report import percentile  # noqa: E402
 from harness.runner import BenchConfig, Harness  # noqa: E402
-from harness.systems import PEERS_DIR, RunContext, free_port, pg_available, pg_settings, remove_tree  # noqa: E402
-
-
-def _psql(sql: str) -> str:
-    pg = pg_settings()
-    cmd = ["psql", "-h", pg["host"], "-p", pg["port"], "-U", pg["user"], "-d", "postgres", "-qAtF", "\t", "-c", sql]
-    env = {**os.environ, "PGPASSWORD": pg["password"]}
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout.strip()
+from harness.systems import PEERS_DIR, RunContext, free_port, pg_available, psql, remove_tree  # noqa: E402
 
 
 def backends(dbname: str) -> dict[int, str]:
     """PostgreSQL backend pid -> application_name, for the connections to `dbname`."""
-    out = _psql(f"SELECT pid, application_name FROM pg_stat_activity WHERE datname = '{dbname}'")
+    out = psql(f"SELECT pid, application_name FROM pg_stat_activity WHERE datname = '{dbname}'")
     found = {}
     for line in out.splitlines():
         pid, _, app = line.partition("\t")
@@ -56,11 +48,11 @@ def backends(dbname: str) -> dict[int, str]:
 
 
 def wal_lsn() -> str:
-    return _psql("SELECT pg_current_wal_lsn()")
+    return psql("SELECT pg_current_wal_lsn()")
 
 
 def wal_bytes(lsn0: str, lsn1: str) -> int:
-    return int(_psql(f"SELECT pg_wal_lsn_diff('{lsn1}', '{lsn0}')"))
+    return int(psql(f"SELECT pg_wal_lsn_diff('{lsn1}', '{lsn0}')"))
 
 
 class Split:
@@ -72,10 +64,10 @@ class Split:
         self.before = self._read()
 
     def _read(self) -> dict[str, float]:
-        seen: dict[str, float] = {name: cpu_seconds([pid]) for name, pid in self.procs.items()}
+        seen: dict[str, float] = {name: process_cpu_seconds(pid) for name, pid in self.procs.items()}
         for pid, app in self.backends.items():
             key = "pg:" + app.removeprefix("crossdock-")
-            seen[key] = seen.get(key, 0.0) + cpu_seconds([pid])
+            seen[key] = seen.get(key, 0.0) + process_cpu_seconds(pid)
         return seen
 
     def per_order_us(self, orders: int) -> dict[str, float]:

@@ -17,12 +17,11 @@ cannot be caught: then put them back by hand; the run's first line prints the pr
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .systems import pg_settings
+from .systems import psql
 
 DIRTY_BACKGROUND_BYTES = 32 * 2**20
 MIN_WAL_SIZE = "2GB"
@@ -33,13 +32,10 @@ class TuningError(RuntimeError):
 
 
 def _psql(sql: str) -> str:
-    pg = pg_settings()
-    cmd = ["psql", "-h", pg["host"], "-p", pg["port"], "-U", pg["user"], "-d", "postgres"]
-    cmd += ["-v", "ON_ERROR_STOP=1", "-qAtc", sql]
-    res = subprocess.run(cmd, env={**os.environ, "PGPASSWORD": pg["password"]}, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise TuningError(f"psql: {res.stderr.strip() or res.stdout.strip()}")
-    return res.stdout.strip()
+    try:
+        return psql(sql)
+    except subprocess.CalledProcessError as exc:
+        raise TuningError(f"psql: {(exc.stderr or '').strip()}") from exc
 
 
 @dataclass
@@ -107,11 +103,8 @@ class HostTuning:
             try:
                 if what.startswith("vm:"):
                     (self.proc_sys_vm / what[3:]).write_text(value)
-                elif value:
-                    _psql(f"ALTER SYSTEM SET min_wal_size = '{value}'")
-                    _psql("SELECT pg_reload_conf()")
                 else:
-                    _psql("ALTER SYSTEM RESET min_wal_size")
+                    _psql(f"ALTER SYSTEM SET min_wal_size = '{value}'" if value else "ALTER SYSTEM RESET min_wal_size")
                     _psql("SELECT pg_reload_conf()")
             except (OSError, TuningError) as exc:
                 errors.append(f"{what}: {exc}")

@@ -83,6 +83,12 @@ def cpu_seconds(roots: Iterable[int], comms: Iterable[str] = ()) -> float:
     return ticks / CLK_TCK
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (its own, not its children's); 0 when it is gone."""
+    st = _stat(pid)
+    return (int(st[13]) + int(st[14])) / CLK_TCK if st else 0.0
+
+
 def machine_seconds() -> tuple[float, float]:
     """(busy, steal) CPU seconds of all cores since boot, from the ``cpu`` line of ``/proc/stat``.
 

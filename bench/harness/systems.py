@@ -69,33 +69,27 @@ def pg_settings() -> dict[str, str]:
     }
 
 
+def psql(sql: str, timeout: float | None = None) -> str:
+    """Run one statement with psql against the server's `postgres` database; its unaligned output.
+    Raises `subprocess.CalledProcessError` (with psql's stderr) when the statement fails."""
+    pg = pg_settings()
+    cmd = ["psql", "-h", pg["host"], "-p", pg["port"], "-U", pg["user"], "-d", "postgres"]
+    cmd += ["-v", "ON_ERROR_STOP=1", "-qAtF", "\t", "-c", sql]
+    env = {**os.environ, "PGPASSWORD": pg["password"]}
+    return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, timeout=timeout).stdout.strip()
+
+
 def pg_recreate(dbname: str, drop_only: bool = False) -> None:
     """Drop (and recreate, unless drop_only) a PostgreSQL database."""
-    pg = pg_settings()
-    env = {**os.environ, "PGPASSWORD": pg["password"]}
-    base = ["psql", "-h", pg["host"], "-p", pg["port"], "-U", pg["user"], "-d", "postgres"]
-    base += ["-v", "ON_ERROR_STOP=1", "-q", "-c"]
-    subprocess.run(
-        [*base, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    psql(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
     if not drop_only:
-        subprocess.run([*base, f'CREATE DATABASE "{dbname}"'], env=env, check=True, capture_output=True)
+        psql(f'CREATE DATABASE "{dbname}"')
 
 
 def pg_available() -> str | None:
     """None if PostgreSQL answers, else the reason."""
-    pg = pg_settings()
     try:
-        subprocess.run(
-            ["psql", "-h", pg["host"], "-p", pg["port"], "-U", pg["user"], "-d", "postgres", "-tAc", "select 1"],
-            env={**os.environ, "PGPASSWORD": pg["password"]},
-            check=True,
-            capture_output=True,
-            timeout=10,
-        )
+        psql("select 1", timeout=10)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"PostgreSQL not reachable: {exc}"
     return None
