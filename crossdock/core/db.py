@@ -39,6 +39,14 @@ class Base(DeclarativeBase):
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
+class JSONText(JSON):
+    """JSON kept as text (`json` on PostgreSQL, not `jsonb`), for documents written once and read
+    back whole, never queried inside the database (a run's input): no parse into `jsonb` on the way
+    in, no printing on the way out (migration 0009). A subclass so the bulk writes can tell it apart."""
+
+    cache_ok = True
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored as UTC and always returned timezone-aware, on SQLite too."""
 

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy import BigInteger, Boolean, Column, Float, Integer, String, Table
 
-from crossdock.core.db import UTCDateTime
+from crossdock.core.db import JSONText, UTCDateTime
 
 
 def from_json(source: str, column: Column[Any]) -> str:
@@ -36,17 +36,38 @@ def from_json(source: str, column: Column[Any]) -> str:
     return f"{source}->{key}"  # JSON
 
 
-def insert_from_json(table: Table, keys: tuple[str, ...], param: str, where: str = "") -> str:
+def insert_from_json(
+    table: Table, keys: tuple[str, ...], param: str, where: str = "", *, texts: tuple[str, ...] = ()
+) -> str:
     """`INSERT INTO table (keys) SELECT ... FROM` the JSON array bound as `:param`, in array order.
+
+    `texts`: columns of JSON kept as text (`JSONText`, PostgreSQL `json`) that travel beside the
+    array, each as a `text[]` parameter `:<param>_<column>` holding one JSON document per row
+    (`json_texts`). Inside the array they would be parsed into `jsonb` with it and printed back to
+    text for the `json` column: the cost the column type exists to avoid.
 
     Column names come from the table (`table.c[key]` rejects anything else); values are bound."""
     columns = [table.c[k] for k in keys]
-    values = ", ".join(from_json("t.e", c) for c in columns)
+    values = [from_json("t.e", c) for c in columns]
+    for name in texts:
+        column = table.c[name]
+        if not isinstance(column.type, JSONText):
+            raise ValueError(f"{table.name}.{name} is not a JSON text column")
+        columns.append(column)
+        values.append(f"CAST((CAST(:{param}_{name} AS text[]))[t.n] AS json)")
     return (
-        f"INSERT INTO {table.name} ({', '.join(c.name for c in columns)}) SELECT {values} "  # noqa: S608
+        f"INSERT INTO {table.name} ({', '.join(c.name for c in columns)}) SELECT {', '.join(values)} "  # noqa: S608
         f"FROM jsonb_array_elements(CAST(:{param} AS jsonb)) WITH ORDINALITY AS t(e, n) "
         f"{where}ORDER BY t.n"
     )
+
+
+def json_texts(rows: list[dict[str, Any]], param: str, texts: tuple[str, ...]) -> dict[str, Any]:
+    """The parameters of `insert_from_json(..., texts=texts)` for `rows`: the array without the
+    text columns as `param`, and each text column's documents as `<param>_<column>`."""
+    params: dict[str, Any] = {f"{param}_{name}": [dumps(row.get(name)) for row in rows] for name in texts}
+    params[param] = dumps([{k: v for k, v in row.items() if k not in texts} for row in rows])
+    return params
 
 
 def _default(value: Any) -> str:

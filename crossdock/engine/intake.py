@@ -38,7 +38,7 @@ from crossdock.core.ids import new_id
 from crossdock.core.metrics import Metrics
 from crossdock.core.rawpg import RawStatement
 from crossdock.engine.batching import GroupCommitter
-from crossdock.engine.bulk import dumps, insert_from_json
+from crossdock.engine.bulk import insert_from_json, json_texts
 from crossdock.engine.journal import RUNS
 from crossdock.engine.models import Trigger
 
@@ -47,6 +47,9 @@ ENDPOINTS_TTL_S = 1.0
 
 if TYPE_CHECKING:
     from crossdock.engine.core import Engine, VerifiedEvent
+
+# The run's input goes to PostgreSQL as JSON text beside the batch (`engine.bulk.json_texts`).
+_TEXTS = ("input",)
 
 _KEEP_HEADERS = ("content-type", "user-agent", "x-event-id", "idempotency-key", "x-request-id")
 
@@ -189,7 +192,8 @@ class IntakeBatcher(GroupCommitter[_Item]):
     def _json_insert(self, keys: tuple[str, ...]) -> RawStatement:
         stmt = self._json_inserts.get(keys)
         if stmt is None:
-            sql = insert_from_json(RUNS, keys, "rows") + " ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key"
+            sql = insert_from_json(RUNS, keys, "rows", texts=_TEXTS)
+            sql += " ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key"
             stmt = self._json_inserts[keys] = RawStatement(text(sql), self.db.engine.dialect)
         return stmt
 
@@ -202,7 +206,8 @@ class IntakeBatcher(GroupCommitter[_Item]):
         # executemany (SQLAlchemy's "insertmanyvalues"), one cached statement whatever the batch size.
         ordered = [rows[k] for k in sorted(rows)]
         if self.db.dialect == "postgresql":
-            created = await self._json_insert(tuple(ordered[0])).fetch(conn, {"rows": dumps(ordered)})
+            keys = tuple(k for k in ordered[0] if k not in _TEXTS)
+            created = await self._json_insert(keys).fetch(conn, json_texts(ordered, "rows", _TEXTS))
             new_keys = {r[0] for r in created}
         else:
             new_keys = set((await conn.execute(self._insert_stmt, ordered)).scalars())

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
 from crossdock.core.clock import utcnow
-from crossdock.core.db import Base, JSONType, UTCDateTime
+from crossdock.core.db import Base, JSONText, JSONType, UTCDateTime
 from crossdock.core.tenancy import TenantOwned
 
 
@@ -155,7 +155,7 @@ class Run(TenantOwned, Base):
     version_id: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.QUEUED)
     trigger: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    input: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    input: Mapped[Any] = mapped_column(JSONText, nullable=True)  # `json`: stored and returned as sent (0009)
     output: Mapped[Any] = mapped_column(JSONType, nullable=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     dedup_key: Mapped[str | None] = mapped_column(String(300), unique=True)

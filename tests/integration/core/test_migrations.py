@@ -1,4 +1,4 @@
-"""Migrations 0006 (engine_events dropped) and 0007 (partial run indexes) up and down, on both databases,
+"""Migrations 0006 (engine_events dropped), 0007 (partial run indexes), 0008 and 0009 up and down, on both databases,
 with a run stored before the upgrade surviving it."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -127,3 +128,53 @@ async def test_lean_run_writes_up_and_down(scratch: AsyncEngine, backend: str) -
     assert {"ix_engine_runs_created_at", "ix_engine_runs_partner_id"} <= set(await _indexes(scratch, "engine_runs"))
     if backend == "postgres":
         assert (await _compression(scratch))[("engine_runs", "input")] == "p"
+
+
+async def test_run_input_as_json_text_up_and_down(scratch: AsyncEngine, backend: str) -> None:
+    """0009: a run's input becomes `json` on PostgreSQL (lz4, kept out of line), stored inputs survive
+    the rewrite both ways; nothing changes on SQLite."""
+    document = {"id": 7, "note": "ünïcode", "lines": [{"sku": "A-1", "qty": 2}], "none": None}
+    await upgrade(scratch, "0008")
+    async with scratch.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO engine_runs (id, flow_id, version_id, status, trigger, input, available_at, "
+                "lease_epoch, claims, generation, replays, created_at, updated_at) VALUES ('run_1', 'flw_1', "
+                "'ver_1', 'queued', '{}', :doc, CURRENT_TIMESTAMP, 0, 0, 0, '[]', CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"
+            ),
+            {"doc": orjson.dumps(document).decode()},
+        )
+
+    async def state() -> tuple[object, str | None, list[str] | None]:
+        await scratch.dispose()  # pooled connections hold plans of the column's previous type
+        async with scratch.connect() as conn:
+            stored = (await conn.execute(text("SELECT input FROM engine_runs"))).scalar_one()
+            if backend != "postgres":
+                return orjson.loads(stored), None, None
+            kind = (
+                await conn.execute(
+                    text(
+                        "SELECT data_type FROM information_schema.columns "
+                        "WHERE table_name = 'engine_runs' AND column_name = 'input'"
+                    )
+                )
+            ).scalar_one()
+            options = (
+                await conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'engine_runs'"))
+            ).scalar()
+        return stored, kind, options
+
+    await upgrade(scratch)
+    value, kind, options = await state()
+    assert value == document
+    if backend == "postgres":
+        assert (kind, options) == ("json", ["toast_tuple_target=1024"])
+        assert (await _compression(scratch))[("engine_runs", "input")] == "l"
+
+    await downgrade(scratch, "0008")
+    value, kind, options = await state()
+    assert value == document
+    if backend == "postgres":
+        assert (kind, options) == ("jsonb", None)
+        assert (await _compression(scratch))[("engine_runs", "input")] == "l"

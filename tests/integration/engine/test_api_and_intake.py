@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 import httpx
 import orjson
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from crossdock.bootstrap import Container
 from crossdock.engine.api import hooks_router, router
 from crossdock.engine.core import Engine, engine_of
 from crossdock.engine.models import Run
+from crossdock.engine.worker import Worker
 from tests.factories import World, make_world
 
 from .conftest import publish_webhook_flow, run_to_rest
@@ -163,3 +164,46 @@ async def test_bad_definition_is_rejected_with_path(api: httpx.AsyncClient, worl
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "invalid_flow"
     assert r.json()["error"]["details"]["errors"][0]["path"] == "steps[0].output"
+
+
+async def test_webhook_input_is_stored_as_sent_and_claimed_back(
+    api: httpx.AsyncClient, world: World, container: Container
+) -> None:
+    """The run's input goes in as JSON text (PostgreSQL `json`, migration 0009): every JSON value
+    type comes back equal through the ORM and through the worker's claim, and PostgreSQL keeps the
+    document's own key order (`jsonb` would have reordered the keys)."""
+    _flow_id, endpoint = await published_flow(api, world)
+    payload = {
+        "zeta": 'ünïcode ✓ "quoted" \\ back',
+        "id": 2002,
+        "price": "19.99",
+        "ratio": 0.125,
+        "big": 2**53 + 1,
+        "none": None,
+        "flags": [True, False, None],
+        "nested": {"b": [1, {"c": "d"}], "a": {}},
+    }
+    bodies = [orjson.dumps({**payload, "id": 2002 + i}) for i in range(3)]
+    responses = await asyncio.gather(
+        *(
+            api.post(f"/hooks/{endpoint}", content=b, headers={"X-Crossdock-Signature": sign(b), "X-Event-Id": f"j{i}"})
+            for i, b in enumerate(bodies)
+        )
+    )
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    async with container.db.engine.connect() as conn:
+        stored = dict((await conn.execute(select(Run.id, Run.input))).all())
+        if container.db.dialect == "postgresql":
+            kind = (
+                await conn.execute(
+                    text(
+                        "SELECT data_type FROM information_schema.columns WHERE table_name = 'engine_runs' AND column_name = 'input'"
+                    )
+                )
+            ).scalar_one()
+            keys = (await conn.execute(text("SELECT json_object_keys(input) FROM engine_runs LIMIT 8"))).scalars().all()
+            assert (kind, keys) == ("json", list(payload))
+    expected = {r.json()["run_id"]: {**payload, "id": 2002 + i} for i, r in enumerate(responses)}
+    assert stored == expected
+    claimed = await Worker(engine_of(container), owner="json-test").claim(10)
+    assert {run.id: run.input for run in claimed} == expected
