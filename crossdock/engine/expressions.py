@@ -24,7 +24,7 @@ import jmespath
 import jmespath.exceptions
 import jmespath.functions
 
-from crossdock.engine.jmes import compile_ast
+from crossdock.engine.jmes import Shared, compile_ast
 
 
 class ExpressionError(ValueError):
@@ -90,7 +90,7 @@ _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.S)
 Evaluator = Callable[[Any], Any]
 
 
-def compile_expression(source: str) -> Evaluator:
+def compile_expression(source: str, shared: Shared | None = None) -> Evaluator:
     """Compile one JMESPath expression; raises ExpressionError naming the position."""
     try:
         parsed = jmespath.compile(source.strip())
@@ -104,7 +104,7 @@ def compile_expression(source: str) -> Evaluator:
     if unknown:
         raise ExpressionError(f"bad expression {source!r}: unknown function(s) {', '.join(unknown)}")
 
-    return compile_ast(parsed.parsed, _FUNCTIONS)
+    return compile_ast(parsed.parsed, _FUNCTIONS, shared)
 
 
 def interpret(source: str, data: Any) -> Any:
@@ -128,32 +128,59 @@ def _constant(value: Any) -> Evaluator:
 
 
 def compile_value(value: Any) -> Evaluator:
-    """Compile a value template (literal, `=expr`, `{{ expr }}` string, or dict/list of those)."""
-    evaluator, _dynamic = _compile(value)
-    return evaluator
+    """Compile a value template (literal, `=expr`, `{{ expr }}` string, or dict/list of those).
+
+    A function call that occurs more than once in the template (the same sum in two fields, say) is
+    computed once per evaluation (`jmes.Shared`)."""
+    counts: dict[str, int] = {}
+    for source in _sources(value):
+        try:
+            Shared.count(jmespath.compile(source.strip()).parsed, counts)
+        except jmespath.exceptions.JMESPathError:
+            continue  # compiling it below raises the ExpressionError
+    repeated = {key for key, n in counts.items() if n > 1}
+    if not repeated:
+        return _compile(value)[0]
+    shared = Shared(repeated)
+    return shared.evaluator(_compile(value, shared)[0])
+
+
+def _sources(value: Any) -> list[str]:
+    """The expressions of a value template, in `_compile`'s order."""
+    if isinstance(value, str):
+        if value.startswith("=="):
+            return []
+        if value.startswith("="):
+            return [value[1:]]
+        return [m.group(1) for m in _PLACEHOLDER.finditer(value)] if "{{" in value else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _sources(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _sources(v)]
+    return []
 
 
 def is_dynamic(value: Any) -> bool:
     return _compile(value)[1]
 
 
-def _compile(value: Any) -> tuple[Evaluator, bool]:
+def _compile(value: Any, shared: Shared | None = None) -> tuple[Evaluator, bool]:
     if isinstance(value, str):
         if value.startswith("=="):
             return _constant(value[1:]), False
         if value.startswith("="):
-            return compile_expression(value[1:]), True
+            return compile_expression(value[1:], shared), True
         if "{{" in value:
-            return _compile_template(value), True
+            return _compile_template(value, shared), True
         return _constant(value), False
     if isinstance(value, dict):
-        parts = {k: _compile(v) for k, v in value.items()}
+        parts = {k: _compile(v, shared) for k, v in value.items()}
         if not any(d for _e, d in parts.values()):
             return _constant(value), False
         items = [(k, e) for k, (e, _d) in parts.items()]
         return (lambda data: {k: e(data) for k, e in items}), True
     if isinstance(value, list):
-        compiled = [_compile(v) for v in value]
+        compiled = [_compile(v, shared) for v in value]
         if not any(d for _e, d in compiled):
             return _constant(value), False
         evals = [e for e, _d in compiled]
@@ -161,13 +188,13 @@ def _compile(value: Any) -> tuple[Evaluator, bool]:
     return _constant(value), False
 
 
-def _compile_template(text: str) -> Evaluator:
+def _compile_template(text: str, shared: Shared | None = None) -> Evaluator:
     pieces: list[str | Evaluator] = []
     pos = 0
     for match in _PLACEHOLDER.finditer(text):
         if match.start() > pos:
             pieces.append(text[pos : match.start()])
-        pieces.append(compile_expression(match.group(1)))
+        pieces.append(compile_expression(match.group(1), shared))
         pos = match.end()
     if pos < len(text):
         pieces.append(text[pos:])

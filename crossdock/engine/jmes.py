@@ -130,13 +130,94 @@ def _compile_call(name: str, args: list[Fn], functions: jmespath.functions.Funct
     return invoke
 
 
-def compile_ast(node: Any, functions: jmespath.functions.Functions) -> Fn:
-    """A closure computing what `TreeInterpreter(options).visit(node, data)` computes."""
+class Shared:
+    """Function calls that occur more than once in one value template (`expressions.compile_value`),
+    computed once per evaluation of the template.
+
+    A map step's fields often repeat a sum: the benchmark's order mapping computes the line sum and
+    the discount sum for their own fields and again for the total (a fifth of the map's time). Each
+    repeated call (same AST) compiles to one closure that, when it is evaluated against the
+    template's data itself (not an element of a projection), keeps its result until the evaluation
+    ends (`evaluator`). Only immutable results are kept (numbers, strings, booleans, null), so no
+    list or object is ever shared between two places of an output. Evaluation is synchronous, so one
+    template's evaluations never interleave."""
+
+    _KINDS = frozenset(("function_expression",))
+
+    def __init__(self, repeated: set[str]) -> None:
+        self.repeated = repeated
+        self.closures: dict[str, Fn] = {}
+        self.root: Any = None
+        self.memo: dict[str, Any] = {}
+
+    @classmethod
+    def key(cls, node: Any) -> str | None:
+        """The identity of a call node worth sharing (its AST as text), None for other nodes."""
+        return repr(node) if isinstance(node, dict) and node.get("type") in cls._KINDS else None
+
+    @classmethod
+    def count(cls, node: Any, counts: dict[str, int]) -> None:
+        """Add the shareable nodes of the AST `node` to `counts`."""
+        key = cls.key(node)
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+        for child in node.get("children", []) if isinstance(node, dict) else []:
+            cls.count(child, counts)
+
+    def wrap(self, key: str, inner: Fn) -> Fn:
+        memo = self.memo
+
+        def shared(value: Any) -> Any:
+            if value is not self.root:
+                return inner(value)
+            if key in memo:
+                return memo[key]
+            result = inner(value)
+            if result is None or type(result) in _IMMUTABLE:
+                memo[key] = result
+            return result
+
+        return shared
+
+    def evaluator(self, fn: Fn) -> Fn:
+        """`fn` with the memo scoped to one evaluation (the data it is called with is the root)."""
+
+        def evaluate(data: Any) -> Any:
+            self.root = data
+            try:
+                return fn(data)
+            finally:
+                self.root = None
+                self.memo.clear()
+
+        return evaluate
+
+
+_IMMUTABLE = frozenset((str, int, float, bool))
+
+
+def compile_ast(node: Any, functions: jmespath.functions.Functions, shared: Shared | None = None) -> Fn:
+    """A closure computing what `TreeInterpreter(options).visit(node, data)` computes; with `shared`,
+    the calls it names are computed once per evaluation of their template."""
+    if shared is not None:
+        key = Shared.key(node)
+        if key is not None and key in shared.repeated:
+            fn = shared.closures.get(key)
+            if fn is None:
+                fn = shared.closures[key] = shared.wrap(key, _compile_node(node, functions, shared))
+            return fn
+    return _compile_node(node, functions, shared)
+
+
+def _compile_node(node: Any, functions: jmespath.functions.Functions, shared: Shared | None) -> Fn:
     kind = node["type"]
     children = node.get("children", [])
 
+    def compile_child(child: Any) -> Fn:
+        return compile_ast(child, functions, shared)
+
     def sub(i: int) -> Fn:
-        return compile_ast(children[i], functions)
+        return compile_child(children[i])
 
     if kind == "field":
         name = node["value"]
@@ -149,7 +230,7 @@ def compile_ast(node: Any, functions: jmespath.functions.Functions) -> Fn:
 
         return field
     if kind in ("subexpression", "index_expression", "pipe"):
-        chain = [compile_ast(c, functions) for c in children]
+        chain = [compile_child(c) for c in children]
         if len(chain) == 2:
             first, second = chain
             return lambda value: second(first(value))
@@ -186,7 +267,7 @@ def compile_ast(node: Any, functions: jmespath.functions.Functions) -> Fn:
         body = sub(0)
         return lambda _value: _Expression(body)
     if kind == "function_expression":
-        return _compile_call(node["value"], [compile_ast(c, functions) for c in children], functions)
+        return _compile_call(node["value"], [compile_child(c) for c in children], functions)
     if kind in ("projection", "filter_projection", "value_projection"):
         base, each = sub(0), sub(1)
         keep = sub(2) if kind == "filter_projection" else None
@@ -243,10 +324,10 @@ def compile_ast(node: Any, functions: jmespath.functions.Functions) -> Fn:
         cut = slice(*children)
         return lambda value: value[cut] if isinstance(value, list) else None
     if kind == "multi_select_dict":
-        pairs = [(c["value"], compile_ast(c, functions)) for c in children]
+        pairs = [(c["value"], compile_child(c)) for c in children]
         return lambda value: None if value is None else {k: fn(value) for k, fn in pairs}
     if kind == "multi_select_list":
-        items = [compile_ast(c, functions) for c in children]
+        items = [compile_child(c) for c in children]
         return lambda value: None if value is None else [fn(value) for fn in items]
     if kind == "or_expression":
         left, right = sub(0), sub(1)

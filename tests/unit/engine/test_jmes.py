@@ -238,3 +238,51 @@ def test_function_errors_are_the_interpreters(source: str) -> None:
     with pytest.raises(type(expected.value)) as got:
         compiled(data)
     assert str(got.value) == str(expected.value)
+
+
+def test_a_call_repeated_in_a_template_is_computed_once_per_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crossdock.engine import expressions
+
+    calls: list[Any] = []
+    real = expressions._Functions._func_fixed
+
+    def counted(self: Any, n: float, digits: int) -> str:
+        calls.append(n)
+        return real(self, n, digits)
+
+    # the function table holds the undecorated function; count calls to `fixed` through it
+    monkeypatch.setitem(expressions._FUNCTIONS.FUNCTION_TABLE["fixed"], "function", counted)
+    template = {
+        "subtotal": "=fixed(sum(input.xs), `2`)",
+        "total": "=fixed(sum(input.xs), `2`)",
+        "per_group": "=input.groups[].fixed(sum(xs), `2`)",  # the same call shape on each element
+        "own": "=fixed(sum(xs), `2`)",  # ... and on the root, which has its own `xs`
+        "label": "Total {{ fixed(sum(input.xs), `2`) }}",
+        "sorted_a": "=sort(input.xs)",
+        "sorted_b": "=sort(input.xs)",
+    }
+    evaluate = expressions.compile_value(template)
+    data = {"xs": [100], "input": {"xs": [1.5, 2.25], "groups": [{"xs": [1, 2]}, {"xs": [10]}]}}
+    out = evaluate(data)
+    # fixed(sum(input.xs)) once for three places, fixed(sum(xs)) on the root once, once per group
+    assert sorted(calls) == sorted([3.75, 100, 3, 10])
+    expected = {k: interpret(v[1:], data) for k, v in template.items() if v.startswith("=")}
+    assert {k: v for k, v in out.items() if k != "label"} == expected
+    assert out["label"] == "Total 3.75"
+    # lists are never shared between two places of an output
+    assert out["sorted_a"] == out["sorted_b"] and out["sorted_a"] is not out["sorted_b"]
+    # a new evaluation computes afresh, on its own data
+    calls.clear()
+    again = evaluate({"xs": [], "input": {"xs": [4], "groups": []}})
+    assert (again["subtotal"], again["total"], again["own"], again["per_group"]) == ("4.00", "4.00", "0.00", [])
+    assert sorted(calls) == [0, 4]
+
+
+def test_a_failed_evaluation_leaves_no_shared_result_behind() -> None:
+    from crossdock.engine.expressions import compile_value
+
+    evaluate = compile_value({"a": "=sum(input.xs)", "b": "=sum(input.xs)"})
+    with pytest.raises(jmespath.exceptions.JMESPathTypeError):
+        evaluate({"input": {"xs": ["not a number"]}})
+    assert evaluate({"input": {"xs": [1, 2]}}) == {"a": 3, "b": 3}
+    assert evaluate({"input": {"xs": [5]}}) == {"a": 5, "b": 5}
