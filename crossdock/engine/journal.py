@@ -16,9 +16,10 @@ rate while steps/s grows with the batch size.
 
 On PostgreSQL a batch of plain ops (journal rows, effects and run updates; no waits, child runs or
 extra statements, which is every op of a run that does not wait) is one autocommitted statement
-instead (`PgBatchStatement`): the whole batch is one JSON document, and data-modifying CTEs do the
-fence (an UPDATE of the runs that returns the ones whose lease held) and insert only the rows of the
-runs it returned. One round trip instead of six, and no per-row parameter processing in Python.
+instead (`PgBatchStatement`): the run updates are one JSON document, the journal and ledger rows one
+typed array per column (`engine.bulk`), and data-modifying CTEs do the fence (an UPDATE of the runs
+that returns the ones whose lease held) and insert only the rows of the runs it returned. One round
+trip instead of six, and no per-row parameter processing in SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from crossdock.core.db import Database
 from crossdock.core.metrics import Metrics
 from crossdock.core.rawpg import RawStatement
 from crossdock.engine.batching import GroupCommitter
-from crossdock.engine.bulk import dumps, from_json, insert_from_json
+from crossdock.engine.bulk import array_params, dumps, from_json, insert_from_arrays
 from crossdock.engine.models import Effect, JournalEntry, Run, RunStatus, Wait
 
 log = logging.getLogger("crossdock.engine.journal")
@@ -175,8 +176,9 @@ class PgBatchStatement:
     """A batch of plain ops as one PostgreSQL statement (see the module docstring).
 
     `ops` is a JSON array of {id, epoch, u}: `u` is the run update (null for a run that goes on, whose
-    lease is extended). The UPDATE is the fence; journal and ledger rows are inserted only for the
-    runs it returned, in their order in the batch (the journal's `seq` follows it).
+    lease is extended). The UPDATE is the fence; journal and ledger rows (`:journal_<column>`,
+    `:effects_<column>` arrays) are inserted only for the runs it returned, in their order in the
+    batch (the journal's `seq` follows it).
     """
 
     def __init__(self, dialect: Dialect) -> None:
@@ -216,8 +218,8 @@ class PgBatchStatement:
             ("f", EFFECTS, effect_keys, "effects", " ON CONFLICT DO NOTHING"),
         ):
             if keys:
-                held_only = "WHERE t.e->>'run_id' IN (SELECT id FROM held) "
-                parts.append(f"{name} AS ({insert_from_json(table, keys, param, held_only)}{tail} RETURNING 1)")
+                held_only = "WHERE t.run_id IN (SELECT id FROM held) "
+                parts.append(f"{name} AS ({insert_from_arrays(table, keys, param, held_only)}{tail} RETURNING 1)")
         return ",\n".join(parts) + "\nSELECT id FROM held"
 
     @staticmethod
@@ -248,9 +250,9 @@ class PgBatchStatement:
             "lease_until": now + timedelta(seconds=lease_seconds),
         }
         if journal:
-            params["journal"] = dumps(journal)
+            params.update(array_params(JOURNAL, shape[0], "journal", journal))
         if effects:
-            params["effects"] = dumps(effects)
+            params.update(array_params(EFFECTS, shape[1], "effects", effects))
         rows = await self.statement(*shape).fetch(conn, params)
         return {r[0] for r in rows}
 

@@ -1,28 +1,46 @@
-"""`engine.bulk`: JSON text columns travel beside the batch document, one text per row."""
+"""`engine.bulk`: a batch of rows as one typed array per column, unnested by PostgreSQL."""
 
 from __future__ import annotations
 
-import orjson
-import pytest
+from datetime import UTC, datetime
 
-from crossdock.engine.bulk import insert_from_json, json_texts
-from crossdock.engine.journal import RUNS
+from crossdock.engine.bulk import array_params, insert_from_arrays
+from crossdock.engine.journal import JOURNAL, RUNS
 
 
-def test_text_columns_are_a_text_array_beside_the_document() -> None:
-    sql = insert_from_json(RUNS, ("id", "trigger"), "rows", texts=("input",))
-    assert sql.startswith("INSERT INTO engine_runs (id, trigger, input) SELECT ")
-    assert "CAST((CAST(:rows_input AS text[]))[t.n] AS json)" in sql
+def test_one_typed_array_per_column_and_json_by_its_column_type() -> None:
+    sql = insert_from_arrays(RUNS, ("id", "lease_epoch", "available_at", "trigger", "input"), "runs")
+    assert sql.startswith("INSERT INTO engine_runs (id, lease_epoch, available_at, trigger, input) SELECT ")
+    for array in (
+        "CAST(:runs_id AS text[])",
+        "CAST(:runs_lease_epoch AS bigint[])",
+        "CAST(:runs_available_at AS timestamptz[])",
+        "CAST(:runs_trigger AS text[])",
+        "CAST(:runs_input AS text[])",
+    ):
+        assert array in sql
+    # jsonb for the run's trigger, json (kept as text, migration 0009) for its input
+    assert 'CAST(t."trigger" AS jsonb), CAST(t."input" AS json) FROM unnest(' in sql
+    assert sql.endswith('WITH ORDINALITY AS t("id", "lease_epoch", "available_at", "trigger", "input", n) ORDER BY t.n')
+
+
+def test_parameters_are_columns_in_row_order() -> None:
+    at = datetime(2026, 12, 6, 7, 0, tzinfo=UTC)
     rows = [
-        {"id": "run_1", "trigger": {"k": 1}, "input": {"b": 1, "a": None}},
-        {"id": "run_2", "trigger": {}, "input": None},
+        {"run_id": "run_1", "attempt": 1, "duration_ms": 1.5, "superseded": False, "output": {"b": 1, "a": None}},
+        {"run_id": "run_2", "attempt": 2, "duration_ms": 0.25, "superseded": True, "output": None},
     ]
-    params = json_texts(rows, "rows", ("input",))
-    assert orjson.loads(params["rows"]) == [{"id": "run_1", "trigger": {"k": 1}}, {"id": "run_2", "trigger": {}}]
-    # one JSON document per row, in row order; a Python None is JSON null, as in the document
-    assert params["rows_input"] == ['{"b":1,"a":null}', "null"]
-
-
-def test_only_json_text_columns_can_travel_as_text() -> None:
-    with pytest.raises(ValueError, match=r"engine_runs\.trigger is not a JSON text column"):
-        insert_from_json(RUNS, ("id",), "rows", texts=("trigger",))
+    keys = ("run_id", "attempt", "duration_ms", "superseded", "output", "started_at")
+    rows = [{**r, "started_at": at.replace(tzinfo=None) if i else at} for i, r in enumerate(rows)]
+    params = array_params(JOURNAL, keys, "journal", rows)
+    assert params == {
+        "journal_run_id": ["run_1", "run_2"],
+        "journal_attempt": [1, 2],
+        "journal_duration_ms": [1.5, 0.25],
+        "journal_superseded": [False, True],
+        # one JSON document per row, key order kept; a Python None is JSON null, as JSON() stores it
+        "journal_output": ['{"b":1,"a":null}', "null"],
+        # a naive datetime is UTC, as UTCDateTime takes it
+        "journal_started_at": [at, at],
+    }
+    assert all(v.tzinfo is not None for v in params["journal_started_at"])
