@@ -194,8 +194,9 @@ class JournalEntry(TenantOwned, Base):
     step_type: Mapped[str] = mapped_column(String(40))
     attempt: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))  # succeeded | failed
-    output: Mapped[Any] = mapped_column(JSONType, nullable=True)
-    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # `json`: written once, read back whole (0009)
+    output: Mapped[Any] = mapped_column(JSONText, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONText)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
     duration_ms: Mapped[float] = mapped_column(Float)

@@ -131,8 +131,8 @@ async def test_lean_run_writes_up_and_down(scratch: AsyncEngine, backend: str) -
 
 
 async def test_run_input_as_json_text_up_and_down(scratch: AsyncEngine, backend: str) -> None:
-    """0009: a run's input becomes `json` on PostgreSQL (lz4, kept out of line), stored inputs survive
-    the rewrite both ways; nothing changes on SQLite."""
+    """0009: a run's input and the journal's output and error become `json` on PostgreSQL (lz4; the
+    input kept out of line), stored inputs survive the rewrite both ways; nothing changes on SQLite."""
     document = {"id": 7, "note": "ünïcode", "lines": [{"sku": "A-1", "qty": 2}], "none": None}
     await upgrade(scratch, "0008")
     async with scratch.begin() as conn:
@@ -152,14 +152,15 @@ async def test_run_input_as_json_text_up_and_down(scratch: AsyncEngine, backend:
             stored = (await conn.execute(text("SELECT input FROM engine_runs"))).scalar_one()
             if backend != "postgres":
                 return orjson.loads(stored), None, None
-            kind = (
+            kinds = (
                 await conn.execute(
                     text(
-                        "SELECT data_type FROM information_schema.columns "
-                        "WHERE table_name = 'engine_runs' AND column_name = 'input'"
+                        "SELECT DISTINCT data_type FROM information_schema.columns WHERE (table_name, column_name) "
+                        "IN (('engine_runs', 'input'), ('engine_journal', 'output'), ('engine_journal', 'error'))"
                     )
                 )
-            ).scalar_one()
+            ).scalars()
+            kind = ",".join(sorted(kinds))  # one type for all three
             options = (
                 await conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'engine_runs'"))
             ).scalar()
@@ -170,7 +171,8 @@ async def test_run_input_as_json_text_up_and_down(scratch: AsyncEngine, backend:
     assert value == document
     if backend == "postgres":
         assert (kind, options) == ("json", ["toast_tuple_target=1024"])
-        assert (await _compression(scratch))[("engine_runs", "input")] == "l"
+        methods = await _compression(scratch)
+        assert methods[("engine_runs", "input")] == methods[("engine_journal", "output")] == "l"
 
     await downgrade(scratch, "0008")
     value, kind, options = await state()
