@@ -212,7 +212,7 @@ class Effect(TenantOwned, Base):
     idempotency_key: Mapped[str] = mapped_column(String(300), primary_key=True)
     partner_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # no tenant indexes (0008)
     merchant_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    run_id: Mapped[str] = mapped_column(String(40), index=True)
+    run_id: Mapped[str] = mapped_column(String(40))  # read by key only: no run index (0010)
     step_path: Mapped[str] = mapped_column(String(300))
     action: Mapped[str] = mapped_column(String(120))
     result: Mapped[Any] = mapped_column(JSONType, nullable=True)

@@ -1,5 +1,5 @@
-"""Migrations 0006 (engine_events dropped), 0007 (partial run indexes), 0008 and 0009 up and down, on both databases,
-with a run stored before the upgrade surviving it."""
+"""Migrations 0006 (engine_events dropped), 0007 (partial run indexes), 0008, 0009 and 0010 up and
+down, on both databases, with a run stored before the upgrade surviving it."""
 
 from __future__ import annotations
 
@@ -180,3 +180,28 @@ async def test_run_input_as_json_text_up_and_down(scratch: AsyncEngine, backend:
     if backend == "postgres":
         assert (kind, options) == ("jsonb", None)
         assert (await _compression(scratch))[("engine_runs", "input")] == "l"
+
+
+async def test_effect_ledger_without_run_index_up_and_down(scratch: AsyncEngine) -> None:
+    """0010: the ledger's unused `run_id` index goes; a recorded effect is still found by its key."""
+    await upgrade(scratch, "0009")
+    assert "ix_engine_effects_run_id" in await _indexes(scratch, "engine_effects")
+    async with scratch.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO engine_effects (idempotency_key, run_id, step_path, action, result, created_at) "
+                "VALUES ('run_1:erp:5', 'run_1', 'erp', 'http.request', '{\"status\": 201}', CURRENT_TIMESTAMP)"
+            )
+        )
+
+    await upgrade(scratch)
+    indexes = await _indexes(scratch, "engine_effects")
+    assert "ix_engine_effects_run_id" not in indexes
+    async with scratch.connect() as conn:
+        found = (
+            await conn.execute(text("SELECT run_id FROM engine_effects WHERE idempotency_key = 'run_1:erp:5'"))
+        ).scalar_one()
+    assert found == "run_1"
+
+    await downgrade(scratch, "0009")
+    assert "ix_engine_effects_run_id" in await _indexes(scratch, "engine_effects")
