@@ -386,9 +386,10 @@ def build(runs: list[dict], order: list[str], config: dict, reps: int, skipped: 
     return doc
 
 
-def write(doc: dict, out_dir: Path) -> tuple[Path, Path]:
+def write(doc: dict, out_dir: Path, stem: str = "latest") -> tuple[Path, Path]:
+    """`<stem>.json` and `<stem>.md` in `out_dir`, each replaced whole (a reader never sees half)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    pj, pm = out_dir / "latest.json", out_dir / "latest.md"
+    pj, pm = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     for path, text in ((pj, json.dumps(doc, indent=2) + "\n"), (pm, markdown(doc))):
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text)

@@ -215,3 +215,18 @@ def test_tiny_ceiling_run_report_shape(tmp_path: Path) -> None:
     assert row["steal_pct"] == res.steal_pct  # the median of one repetition
     doc["machine"]["steal_pct"] = 12.5
     assert "host steal 12.5% of CPU over the run" in report.markdown(doc)
+
+
+def test_smoke_results_never_replace_the_full_runs(tmp_path: Path) -> None:
+    """`make bench-smoke` writes smoke-latest.*; the full run's latest.* (quoted by the README) stay."""
+    import run as bench_run
+
+    full = report.build([], ["ceiling"], {}, 3, {})
+    report.write(full, tmp_path, bench_run.results_stem(False))
+    before = (tmp_path / "latest.json").read_text()
+    smoke = report.build([], ["ceiling"], {}, 1, {})
+    smoke["smoke"] = True
+    pj, pm = report.write(smoke, tmp_path, bench_run.results_stem(True))
+    assert (pj.name, pm.name) == ("smoke-latest.json", "smoke-latest.md")
+    assert (tmp_path / "latest.json").read_text() == before
+    assert json.loads(pj.read_text())["smoke"] is True
