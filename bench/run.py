@@ -10,8 +10,8 @@ Peers that need installing (n8n, Node-RED) are installed first by
 ``bench/peers/install.sh`` (idempotent; ``--no-install`` skips). Systems run
 round-robin: rep 1 of every system, then rep 2, ... Results go to
 ``--out`` (default ``bench/results``) as ``latest.md`` and ``latest.json``; a smoke
-run writes ``smoke-latest.md`` and ``smoke-latest.json`` instead (git-ignored), so
-it never replaces the full run's results that the README quotes.
+run writes ``smoke-latest.*`` instead (git-ignored) and a ``--tune-db-host`` run
+``tuned-latest.*``, so neither replaces the full run's results that the README quotes.
 
 Exit status: non-zero when a system could not be run at all, or -- in smoke
 mode -- when any order was lost, duplicated or mis-mapped. Performance targets
@@ -60,9 +60,10 @@ def run_all(harness: Harness, runnable: list, reps: int, runs: list[dict]) -> No
             )
 
 
-def results_stem(smoke: bool) -> str:
-    """The file name of a run's results: a smoke run keeps its own, beside the full run's."""
-    return "smoke-latest" if smoke else "latest"
+def results_stem(smoke: bool, tuned: bool = False) -> str:
+    """The file name of a run's results: a smoke run and a run on a tuned host keep their own, beside
+    the full run's `latest` that the README quotes."""
+    return "smoke-latest" if smoke else "tuned-latest" if tuned else "latest"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         old = json.loads(args.report_only.read_text())
         doc = report.build(old["runs"], list(old["systems"]), old["config"], old["reps"], old.get("skipped", {}))
-        doc.update({k: old[k] for k in ("machine", "date", "wall_s", "smoke") if k in old})
+        doc.update({k: old[k] for k in ("machine", "date", "wall_s", "smoke", "host_tuning") if k in old})
         doc["targets"] = report.targets(doc["systems"])
-        pj, pm = report.write(doc, args.out, results_stem(bool(doc.get("smoke"))))
+        # Re-rendered under the name it was read from (latest, tuned-latest, smoke-latest).
+        pj, pm = report.write(doc, args.out, args.report_only.stem)
         print(f"[bench] rewrote {pm} and {pj}")
         return 0
 
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     doc["wall_s"] = round(time.monotonic() - t0, 1)
     doc["machine"]["steal_pct"] = steal_pct(machine_seconds()[1] - steal0, doc["wall_s"])
     doc["smoke"] = args.smoke
-    pj, pm = report.write(doc, args.out, results_stem(args.smoke))
+    pj, pm = report.write(doc, args.out, results_stem(args.smoke, tuned is not None))
     print(report.markdown(doc))
     print(f"[bench] wrote {pm} and {pj} in {doc['wall_s']:.0f}s", flush=True)
 

@@ -230,3 +230,19 @@ def test_smoke_results_never_replace_the_full_runs(tmp_path: Path) -> None:
     assert (pj.name, pm.name) == ("smoke-latest.json", "smoke-latest.md")
     assert (tmp_path / "latest.json").read_text() == before
     assert json.loads(pj.read_text())["smoke"] is True
+
+
+def test_tuned_results_keep_their_name_and_header_when_re_rendered(tmp_path: Path) -> None:
+    """A tuned run writes tuned-latest.*; `--report-only` re-renders it under that name, still tuned."""
+    import run as bench_run
+
+    assert bench_run.results_stem(False, tuned=True) == "tuned-latest"
+    runs: list[dict] = []
+    doc = report.build(runs, ["ceiling"], {}, 1, {})
+    doc["host_tuning"] = ["vm.dirty_background_bytes=33554432 (was bytes 0, ratio 10)"]
+    pj, _ = report.write(doc, tmp_path / "in", bench_run.results_stem(False, tuned=True))
+    out = tmp_path / "out"
+    assert bench_run.main(["--report-only", str(pj), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["tuned-latest.json", "tuned-latest.md"]
+    assert json.loads((out / "tuned-latest.json").read_text())["host_tuning"] == doc["host_tuning"]
+    assert "no `--tune-db-host`" not in (out / "tuned-latest.md").read_text()
