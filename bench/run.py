@@ -89,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = report.build(old["runs"], list(old["systems"]), old["config"], old["reps"], old.get("skipped", {}))
         doc.update({k: old[k] for k in ("machine", "date", "wall_s", "smoke", "host_tuning") if k in old})
         doc["targets"] = report.targets(doc["systems"])
-        # Re-rendered under the name it was read from (latest, tuned-latest, smoke-latest).
-        pj, pm = report.write(doc, args.out, args.report_only.stem)
+        pj, pm = report.write(doc, args.out, results_stem(bool(doc.get("smoke")), bool(doc.get("host_tuning"))))
         print(f"[bench] rewrote {pm} and {pj}")
         return 0
 

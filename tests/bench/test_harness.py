@@ -21,6 +21,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
+import run as bench_run  # noqa: E402
 from harness import orders, report  # noqa: E402
 from harness.recorder import Recorder  # noqa: E402
 
@@ -219,8 +220,6 @@ def test_tiny_ceiling_run_report_shape(tmp_path: Path) -> None:
 
 def test_smoke_results_never_replace_the_full_runs(tmp_path: Path) -> None:
     """`make bench-smoke` writes smoke-latest.*; the full run's latest.* (quoted by the README) stay."""
-    import run as bench_run
-
     full = report.build([], ["ceiling"], {}, 3, {})
     report.write(full, tmp_path, bench_run.results_stem(False))
     before = (tmp_path / "latest.json").read_text()
@@ -234,11 +233,8 @@ def test_smoke_results_never_replace_the_full_runs(tmp_path: Path) -> None:
 
 def test_tuned_results_keep_their_name_and_header_when_re_rendered(tmp_path: Path) -> None:
     """A tuned run writes tuned-latest.*; `--report-only` re-renders it under that name, still tuned."""
-    import run as bench_run
-
     assert bench_run.results_stem(False, tuned=True) == "tuned-latest"
-    runs: list[dict] = []
-    doc = report.build(runs, ["ceiling"], {}, 1, {})
+    doc = report.build([], ["ceiling"], {}, 1, {})
     doc["host_tuning"] = ["vm.dirty_background_bytes=33554432 (was bytes 0, ratio 10)"]
     pj, _ = report.write(doc, tmp_path / "in", bench_run.results_stem(False, tuned=True))
     out = tmp_path / "out"
