@@ -58,9 +58,9 @@ def wal_bytes(lsn0: str, lsn1: str) -> int:
 class Split:
     """CPU seconds per named process over one phase (PostgreSQL backends grouped by application_name)."""
 
-    def __init__(self, procs: dict[str, int], dbname: str) -> None:
+    def __init__(self, procs: dict[str, int], dbname: str | None) -> None:
         self.procs = procs
-        self.backends = backends(dbname)
+        self.backends = backends(dbname) if dbname else {}
         self.before = self._read()
 
     def _read(self) -> dict[str, float]:
@@ -91,9 +91,11 @@ def _py_spy(procs: dict[str, int], seconds: float, tag: str, out_dir: Path) -> l
 
 
 def measure(args: argparse.Namespace) -> list[dict]:
-    """Start Crossdock (PostgreSQL, N workers), warm it up, run the phases; one result per phase."""
+    """Start Crossdock (PostgreSQL or SQLite, N workers), warm it up, run the phases; one result per phase."""
     harness = Harness(BenchConfig())
-    system = CrossdockSystem(f"crossdock_pg_{args.workers}w", "pg", args.workers)
+    pg = args.backend == "pg"
+    name = f"crossdock_pg_{args.workers}w" if pg else "crossdock_sqlite"
+    system = CrossdockSystem(name, args.backend, args.workers)
     workdir = PEERS_DIR / "runs" / "profile"
     remove_tree(workdir)
     workdir.mkdir(parents=True)
@@ -110,7 +112,8 @@ def measure(args: argparse.Namespace) -> list[dict]:
         phases = [("closed", None)] if args.closed else [("open", r) for r in args.rates]
         for i, (mode, rate) in enumerate(phases, start=1):
             id_base = 10**9 + i * loadgen.PHASE_SPAN
-            split, lsn0, delivered0 = Split(procs, "bench_crossdock"), wal_lsn(), harness.stats()["orders"]
+            split, delivered0 = Split(procs, "bench_crossdock" if pg else None), harness.stats()["orders"]
+            lsn0 = wal_lsn() if pg else None
             spies = _py_spy(procs, args.seconds, f"{mode}-{rate or 'closed'}", args.out) if args.py_spy else []
             if mode == "closed":
                 phase = loadgen.Phase(url=system.webhook_url, mode="closed", duration=args.seconds, warmup=0,
@@ -138,7 +141,7 @@ def measure(args: argparse.Namespace) -> list[dict]:
                     "ack_p99_ms": round(percentile(acks, 99) or 0, 2),
                     "cpu_us_per_order": per,
                     "cpu_us_per_order_total": sum(per.values()),
-                    "wal_bytes_per_order": round(wal_bytes(lsn0, wal_lsn()) / max(orders, 1)),
+                    "wal_bytes_per_order": round(wal_bytes(lsn0, wal_lsn()) / max(orders, 1)) if lsn0 else None,
                 }
             )
             time.sleep(2.0)
@@ -157,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=32, help="closed-loop concurrency (default 32)")
     ap.add_argument("--max-backlog", type=int, default=BenchConfig.max_backlog,
                     help="closed loop: pause posting while this many acked orders are undelivered (as the benchmark)")  # fmt: skip
+    ap.add_argument("--backend", choices=("pg", "sqlite"), default="pg",
+                    help="Crossdock's database: PostgreSQL (default) or the embedded SQLite file")  # fmt: skip
     ap.add_argument("--workers", type=int, default=1, help="crossdock worker processes (default 1)")
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per phase (default 10)")
     ap.add_argument("--warmup", type=float, default=3.0, help="closed-loop warm-up seconds (default 3)")
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("/tmp"), help="where --py-spy writes (default /tmp)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args(argv)
-    why = pg_available()
+    why = pg_available() if args.backend == "pg" else None
     if why:
         print(f"[profile] {why}", file=sys.stderr)
         return 1
@@ -177,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         split = ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us_per_order"].items())
         print(
             f"{load}: {r['acked_per_s']:.0f}/s acked, ack p50 {r['ack_p50_ms']} / p99 {r['ack_p99_ms']} ms | "
-            f"CPU µs/order {split} = {r['cpu_us_per_order_total']:.0f} | WAL {r['wal_bytes_per_order']} B/order"
+            f"CPU µs/order {split} = {r['cpu_us_per_order_total']:.0f}"
+            + (f" | WAL {r['wal_bytes_per_order']} B/order" if r["wal_bytes_per_order"] is not None else "")
         )
     return 0
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
+from crossdock.core import sqlite_inline, sqlite_lock
 from crossdock.core.clock import as_utc
 
 NAMING = {
@@ -75,28 +76,41 @@ def _json_loads(value: Any) -> Any:
 
 
 READ_ONLY = "crossdock_read_only"  # execution option: this connection only reads
+SQLITE_LOCK_TIMEOUT = 30.0  # seconds a SQLite writer waits for its turn, as `busy_timeout`
 
 
 def make_engine(
-    url: str, *, pool_size: int = 10, echo: bool = False, server_settings: Mapping[str, str] | None = None
+    url: str,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    server_settings: Mapping[str, str] | None = None,
+    sqlite_reads: bool = False,
 ) -> AsyncEngine:
     """Create an async engine with the settings each database needs.
 
     `server_settings`: PostgreSQL run-time settings for every connection of this engine (asyncpg
-    sends them at connect; no round trip per statement). Ignored on SQLite."""
+    sends them at connect; no round trip per statement). Ignored on SQLite.
+
+    On a SQLite file the engine's statements run inline on the event loop (`core.sqlite_inline`), a
+    write transaction in one go; `sqlite_reads=True` makes the engine for pure reads instead, on
+    aiosqlite's threads."""
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
-        if path and path != ":memory:":
+        file = bool(path) and path != ":memory:"
+        if file:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        inline = file and not sqlite_reads
         engine = create_async_engine(
             url,
             echo=echo,
             json_serializer=_json_dumps,
             json_deserializer=_json_loads,
-            connect_args={"timeout": 30},
-            poolclass=NullPool if path == ":memory:" else None,
+            connect_args={} if inline else {"timeout": 30},
+            async_creator=sqlite_inline.creator(path) if inline else None,
+            poolclass=None if file else NullPool,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, path if file else None, inline=inline)
         return engine
     return create_async_engine(
         url,
@@ -112,18 +126,34 @@ def make_engine(
     )
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, path: str | None, *, inline: bool) -> None:
+    """Pragmas for every connection. On the inline engine of a file (`make_engine`) writers take
+    their turn through `core.sqlite_lock` and begin with `BEGIN IMMEDIATE`; pure reads (`READ_ONLY`,
+    or the whole engine for `sqlite_reads`) begin with a deferred `BEGIN`."""
     sync_engine = engine.sync_engine
+    locked = inline and path is not None
+    checkpointer = sqlite_lock.WalCheckpointer(path) if locked and path else None
 
     @event.listens_for(sync_engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        if locked and path:
+            # No busy wait on the event loop (sqlite_inline waits for an outside writer in a thread);
+            # the WAL checkpointer thread copies the WAL back, outside any writer's turn (sqlite_lock).
+            cur.execute("PRAGMA busy_timeout=0")
+            cur.execute("PRAGMA wal_autocheckpoint=0")
+            sqlite_lock.attach(record.info, path)
+        else:
+            cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
+
+    @event.listens_for(sync_engine, "close")
+    def _on_close(_dbapi_conn: Any, record: Any) -> None:
+        sqlite_lock.close(record.info)
 
     # pysqlite's own transaction handling is off (isolation_level=None); we emit BEGIN IMMEDIATE so
     # that writers queue on the lock instead of failing with "database is locked" on upgrade. Pure
@@ -132,7 +162,51 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     # order, so a read could lose the lock to a steady stream of group commits for 0.2 s and more.)
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+        if not inline or conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+            return
+        info = conn.connection.info
+        if checkpointer is not None:
+            checkpointer.start()
+        sqlite_lock.acquire(info, SQLITE_LOCK_TIMEOUT)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            sqlite_lock.release(info)
+            raise
+
+    # The turn ends after COMMIT or ROLLBACK has run (SQLAlchemy's commit and rollback events come
+    # before them): the dialect's own methods are wrapped, for this engine's dialect only.
+    dialect = sync_engine.dialect
+    for name in ("do_commit", "do_rollback"):
+        setattr(dialect, name, _then_release(getattr(dialect, name)))
+
+    if checkpointer is not None:
+
+        @event.listens_for(sync_engine, "engine_disposed")
+        def _on_dispose(_engine: Any) -> None:
+            checkpointer.stop()
+
+
+def _then_release(method: Any) -> Any:
+    def wrapped(dbapi_connection: Any) -> None:
+        try:
+            method(dbapi_connection)
+        finally:
+            # SQLAlchemy passes its pooled proxy, whose `info` is the record's; a bare DBAPI connection
+            # has none, and the connection being set up at first connect raises NotImplementedError.
+            try:
+                info = dbapi_connection.info
+            except (AttributeError, NotImplementedError):
+                return
+            sqlite_lock.release(info)
+
+    return wrapped
+
+
+def _is_sqlite_file(url: str) -> bool:
+    path = url.split(":///", 1)[-1] if url.startswith("sqlite") else ""
+    return bool(path) and path != ":memory:"
 
 
 class Database:
@@ -143,8 +217,11 @@ class Database:
     ) -> None:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size, echo=echo, server_settings=server_settings)
-        # The same pool, for connections that only read: on SQLite they take no lock (see above).
-        self.reads = self.engine.execution_options(**{READ_ONLY: True})
+        # For connections that only read: on SQLite they take no lock (see above); on a SQLite file
+        # they have an engine of their own, on aiosqlite's threads, so a long read never holds up
+        # the event loop the way the inline writes do (`core.sqlite_inline`).
+        self._read_engine = make_engine(url, echo=echo, sqlite_reads=True) if _is_sqlite_file(url) else None
+        self.reads = (self._read_engine or self.engine).execution_options(**{READ_ONLY: True})
         # For work that is one statement (a sweep, a poll): on PostgreSQL in autocommit, so it costs
         # one round trip instead of three (BEGIN, the statement, COMMIT or ROLLBACK); on SQLite the
         # same as `reads` and `engine` (a deferred BEGIN for reads, BEGIN IMMEDIATE for writes).
@@ -158,6 +235,11 @@ class Database:
         # together (`engine.batching`): half the pool, so the rest of the process (claims, lease
         # heartbeats, API reads) always finds one however many worker loops it runs.
         self.held_slots = max(1, pool_size // 2)
+
+    @property
+    def read_engine(self) -> AsyncEngine:
+        """The engine behind `reads` and `single_reads`: its own on a SQLite file, else `engine`."""
+        return self._read_engine or self.engine
 
     @property
     def dialect(self) -> str:
@@ -181,3 +263,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._read_engine is not None:
+            await self._read_engine.dispose()

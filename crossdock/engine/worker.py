@@ -42,7 +42,7 @@ log = logging.getLogger("crossdock.engine.worker")
 
 _CLAIM_CTES = """
 WITH running AS (
-    SELECT merchant_id, count(*) AS n FROM engine_runs WHERE status = 'running' GROUP BY merchant_id
+    SELECT merchant_id, count(*) AS n FROM engine_runs WHERE status = 'running' GROUP BY {group_key}
 ), ranked AS (
     SELECT r.id, r.merchant_id,
            row_number() OVER (PARTITION BY r.merchant_id ORDER BY r.available_at, r.id) AS rn
@@ -82,11 +82,19 @@ _CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 _DT = UTCDateTime()
 
 
+# SQLite's planner, left to itself, counts the running runs by walking the merchant index over every
+# run the merchant ever had (8.5 ms at 30,000 runs, growing with the history) instead of the partial
+# index of running runs (0.07 ms): `+merchant_id` takes that index out of the GROUP BY's reach.
+# PostgreSQL has no unary plus for text, and plans this well.
+_GROUP_KEY = {"postgresql": "merchant_id", "sqlite": "+merchant_id"}
+
+
 def _claim_statement(dialect: str) -> Any:
+    ctes = _CLAIM_CTES.format(group_key=_GROUP_KEY.get(dialect, "merchant_id"))
     if dialect == "postgresql":
-        sql = _CLAIM_PG.format(ctes=_CLAIM_CTES, update=_CLAIM_UPDATE.format(locked=_LOCKED_PG))
+        sql = _CLAIM_PG.format(ctes=ctes, update=_CLAIM_UPDATE.format(locked=_LOCKED_PG))
     else:
-        sql = _CLAIM_CTES + _CLAIM_UPDATE.format(locked=_LOCKED_SQLITE)
+        sql = ctes + _CLAIM_UPDATE.format(locked=_LOCKED_SQLITE)
     return (
         text(sql)
         .bindparams(bindparam("now", type_=_DT), bindparam("exp", type_=_DT))

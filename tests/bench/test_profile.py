@@ -39,3 +39,20 @@ def test_open_loop_split_names_every_process_and_counts_wal() -> None:
     assert phase["delivered"] >= 380
     assert 2_000 < phase["wal_bytes_per_order"] < 50_000
     assert 0 < phase["ack_p50_ms"] <= phase["ack_p99_ms"]
+
+
+def test_sqlite_backend_splits_api_and_worker_and_has_no_wal_figure() -> None:
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "profile.py"), "--backend", "sqlite", "--rates", "150", "--seconds", "2",
+         "--warmup", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    ).stdout  # fmt: skip
+    (phase,) = json.loads(out)
+    cpu = phase["cpu_us_per_order"]
+    assert set(cpu) == {"api", "worker1"}  # no PostgreSQL backends to split out
+    assert all(v > 0 for v in cpu.values())
+    assert phase["delivered"] >= 280
+    assert phase["wal_bytes_per_order"] is None

@@ -79,8 +79,10 @@ async def test_an_idle_worker_polls_with_one_cheap_read_and_still_picks_up_new_w
     def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(" ".join(statement.split()))
 
-    sync_engine = container.db.engine.sync_engine
-    event.listen(sync_engine, "before_cursor_execute", seen)
+    # The probe is a pure read: on a SQLite file it goes through the read engine (core.db).
+    engines = {container.db.engine.sync_engine, container.db.read_engine.sync_engine}
+    for sync_engine in engines:
+        event.listen(sync_engine, "before_cursor_execute", seen)
     try:
         async with running_worker(engine, poll_seconds=0.01) as worker:
             await asyncio.sleep(0.4)  # ~40 polls of an empty queue
@@ -104,7 +106,8 @@ async def test_an_idle_worker_polls_with_one_cheap_read_and_still_picks_up_new_w
             await wait_until(picked_up, timeout=5, interval=0.01)
             assert worker.claimed == 3
     finally:
-        event.remove(sync_engine, "before_cursor_execute", seen)
+        for sync_engine in engines:
+            event.remove(sync_engine, "before_cursor_execute", seen)
 
 
 async def test_a_claim_records_when_it_served_the_merchant(container: Container, engine: Engine, merchant: str) -> None:

@@ -1,0 +1,194 @@
+"""SQLite's write lock, handed from one Crossdock writer to the next at once.
+
+SQLite lets one connection write at a time. A connection that finds the lock taken does not queue:
+its busy handler sleeps and tries again, 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 and then 100 ms
+apart, until `busy_timeout`. Under a steady stream of writes from two connections (the webhook
+intake's group commit and a worker's claims and journal, in one process or two) a writer that lost
+the race a few times sleeps 10-100 ms while the lock was free most of that time: the embedded
+system's acknowledgements waited ~50 ms at a quarter of its peak rate (docs/performance.md,
+profile 16).
+
+So every Crossdock write transaction on a SQLite file first takes an exclusive `flock` on a file
+beside the database (`<database>-writer.lock`), one open file per pooled connection, and only then
+issues `BEGIN IMMEDIATE`; the lock goes after its COMMIT or ROLLBACK. The kernel wakes a waiter as
+soon as the holder lets go, in this process or another. The wait runs in a thread (the event loop
+never blocks) and gives up after the same 30 s as `busy_timeout`. A writer that is not Crossdock
+(the `sqlite3` shell) does not know this lock and is still arbitrated by SQLite's own, as before.
+
+SQLite's automatic checkpoint runs inside the COMMIT that crosses `wal_autocheckpoint` pages, while
+this lock would still be held, so it is off on these connections: `WalCheckpointer`, a thread per
+process, copies the WAL back into the database outside any writer's turn (PASSIVE: it never blocks
+a writer nor waits for one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import fcntl
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.util.concurrency import await_, in_greenlet
+
+log = logging.getLogger("crossdock.core.sqlite_lock")
+
+FD_KEY = "crossdock_writer_lock_fd"  # in the pool's connection record `info`
+PATH_KEY = "crossdock_writer_lock_path"
+HELD_KEY = "crossdock_writer_lock_held"
+LOCK_SUFFIX = "-writer.lock"
+
+
+class _DaemonThreads:
+    """A few daemon threads for the blocking waits: a thread stuck on a lock that is never given back
+    must not keep the process from exiting (`concurrent.futures` joins its threads at exit)."""
+
+    def __init__(self, limit: int) -> None:
+        self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Any, tuple[Any, ...]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._limit = limit
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, fn: Any, *args: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs.put((future, fn, args))
+        with self._lock:
+            if self._idle == 0 and self._threads < self._limit:
+                self._threads += 1
+                threading.Thread(target=self._work, name="crossdock-sqlite-turn", daemon=True).start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            future, fn, args = self._jobs.get()
+            with self._lock:
+                self._idle -= 1
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+
+# One thread per waiting writer at most (a waiter blocks in flock); the connection pools bound them.
+_waiters = _DaemonThreads(limit=64)
+
+
+def attach(info: dict[str, Any], db_path: str) -> None:
+    """Give the connection whose record `info` this is its own open lock file (a reconnect after an
+    invalidation closes the previous one first)."""
+    close(info)
+    path = db_path + LOCK_SUFFIX
+    info[PATH_KEY] = path
+    info[FD_KEY] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def acquire(info: dict[str, Any], timeout: float) -> None:
+    """Take the writer lock for the connection whose record `info` this is (from SQLAlchemy's sync
+    context: inside the asyncio greenlet the wait is a thread's; outside it, inline)."""
+    fd = info.get(FD_KEY)
+    if fd is None or info.get(HELD_KEY):
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if not in_greenlet():  # a synchronous caller: no event loop to keep free
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            try:
+                await_(_wait(fd, timeout))
+            except BaseException:
+                # Timed out or cancelled while a thread still waits on this open file: it may get
+                # the lock later. Swap in a fresh file; the old one closes, and with it any lock the
+                # thread takes, as soon as the thread lets go of it.
+                attach(info, info[PATH_KEY].removesuffix(LOCK_SUFFIX))
+                raise
+    info[HELD_KEY] = True
+
+
+def release(info: dict[str, Any] | None) -> None:
+    if info is not None and info.pop(HELD_KEY, False):
+        fcntl.flock(info[FD_KEY], fcntl.LOCK_UN)
+
+
+def close(info: dict[str, Any]) -> None:
+    """The connection is closing: its open file goes with it (and so would a lock it held)."""
+    info.pop(HELD_KEY, None)
+    info.pop(PATH_KEY, None)
+    fd = info.pop(FD_KEY, None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+async def _wait(fd: int, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(asyncio.wrap_future(_waiters.submit(fcntl.flock, fd, fcntl.LOCK_EX)), timeout)
+    except TimeoutError:
+        raise OperationalError(
+            "BEGIN IMMEDIATE",
+            None,
+            sqlite3.OperationalError(f"database is locked (no write turn in {timeout:g} s)"),
+        ) from None
+
+
+class WalCheckpointer:
+    """Copies a SQLite database's WAL back into the database file every `interval` seconds, in a
+    daemon thread with its own connection (the writers' automatic checkpoint is off, see above)."""
+
+    def __init__(self, db_path: str, interval: float = 1.0) -> None:
+        self.db_path = db_path
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.checkpoints = 0
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="crossdock-wal-checkpoint", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        self._stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
+        self.checkpoint()  # what the writers left in the WAL
+
+    def checkpoint(self, conn: sqlite3.Connection | None = None) -> None:
+        own = conn is None
+        try:
+            if conn is None:
+                conn = sqlite3.connect(self.db_path, timeout=0)
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self.checkpoints += 1
+        except sqlite3.Error as exc:  # busy or gone: the next round tries again
+            log.debug("WAL checkpoint of %s: %s", self.db_path, exc)
+        finally:
+            if own and conn is not None:
+                conn.close()
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(self.db_path, timeout=0, check_same_thread=False)
+            while not self._stop.wait(self.interval):
+                self.checkpoint(conn)
+        except sqlite3.Error:
+            log.exception("WAL checkpointer of %s stopped", self.db_path)
+        finally:
+            if conn is not None:
+                conn.close()
