@@ -15,6 +15,13 @@ soon as the holder lets go, in this process or another. The wait runs in a threa
 never blocks) and gives up after the same 30 s as `busy_timeout`. A writer that is not Crossdock
 (the `sqlite3` shell) does not know this lock and is still arbitrated by SQLite's own, as before.
 
+Waiters go first. `flock` does not queue either: when the holder lets go, a writer that asks right
+then (the same worker starting its next transaction) can take the lock before the kernel has woken
+the waiter, which then waits a turn more, and another (the acknowledgements' p99 went with it). So a
+waiter holds a shared `flock` on a second file (`<database>-writer.wait`) while it waits, and a
+writer takes the lock straight away only when it can take that file exclusively, that is when
+nobody waits; otherwise it waits too.
+
 SQLite's automatic checkpoint runs inside the COMMIT that crosses `wal_autocheckpoint` pages, while
 this lock would still be held, so it is off on these connections: `WalCheckpointer`, a thread per
 process, copies the WAL back into the database outside any writer's turn (PASSIVE: it never blocks
@@ -40,9 +47,11 @@ from sqlalchemy.util.concurrency import await_, in_greenlet
 log = logging.getLogger("crossdock.core.sqlite_lock")
 
 FD_KEY = "crossdock_writer_lock_fd"  # in the pool's connection record `info`
-PATH_KEY = "crossdock_writer_lock_path"
+WAIT_FD_KEY = "crossdock_writer_wait_fd"
+PATH_KEY = "crossdock_writer_lock_db"
 HELD_KEY = "crossdock_writer_lock_held"
 LOCK_SUFFIX = "-writer.lock"
+WAIT_SUFFIX = "-writer.wait"
 
 
 class _DaemonThreads:
@@ -87,9 +96,13 @@ def attach(info: dict[str, Any], db_path: str) -> None:
     """Give the connection whose record `info` this is its own open lock file (a reconnect after an
     invalidation closes the previous one first)."""
     close(info)
-    path = db_path + LOCK_SUFFIX
-    info[PATH_KEY] = path
-    info[FD_KEY] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    info[PATH_KEY] = db_path
+    info[FD_KEY] = _open(db_path + LOCK_SUFFIX)
+    info[WAIT_FD_KEY] = _open(db_path + WAIT_SUFFIX)
+
+
+def _open(path: str) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 def acquire(info: dict[str, Any], timeout: float) -> None:
@@ -98,21 +111,42 @@ def acquire(info: dict[str, Any], timeout: float) -> None:
     fd = info.get(FD_KEY)
     if fd is None or info.get(HELD_KEY):
         return
+    wait_fd = info[WAIT_FD_KEY]
+    if not _take_at_once(fd, wait_fd):
+        if not in_greenlet():  # a synchronous caller: no event loop to keep free
+            _wait_turn(fd, wait_fd)
+        else:
+            try:
+                await_(_wait(fd, wait_fd, timeout))
+            except BaseException:
+                # Timed out or cancelled while a thread still waits on these open files: it may
+                # get the lock later. Swap in fresh files; the old ones close, and with them any
+                # lock the thread takes, as soon as the thread lets go of them.
+                attach(info, info[PATH_KEY])
+                raise
+    info[HELD_KEY] = True
+
+
+def _take_at_once(fd: int, wait_fd: int) -> bool:
+    """The lock, if it is free and nobody waits for it."""
+    try:
+        fcntl.flock(wait_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a waiter holds it shared
+    except BlockingIOError:
+        return False
+    fcntl.flock(wait_fd, fcntl.LOCK_UN)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        if not in_greenlet():  # a synchronous caller: no event loop to keep free
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        else:
-            try:
-                await_(_wait(fd, timeout))
-            except BaseException:
-                # Timed out or cancelled while a thread still waits on this open file: it may get
-                # the lock later. Swap in a fresh file; the old one closes, and with it any lock the
-                # thread takes, as soon as the thread lets go of it.
-                attach(info, info[PATH_KEY].removesuffix(LOCK_SUFFIX))
-                raise
-    info[HELD_KEY] = True
+        return False
+    return True
+
+
+def _wait_turn(fd: int, wait_fd: int) -> None:
+    fcntl.flock(wait_fd, fcntl.LOCK_SH)  # "someone waits": writers that come now wait too
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    finally:
+        fcntl.flock(wait_fd, fcntl.LOCK_UN)
 
 
 def release(info: dict[str, Any] | None) -> None:
@@ -124,15 +158,28 @@ def close(info: dict[str, Any]) -> None:
     """The connection is closing: its open file goes with it (and so would a lock it held)."""
     info.pop(HELD_KEY, None)
     info.pop(PATH_KEY, None)
-    fd = info.pop(FD_KEY, None)
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    for key in (FD_KEY, WAIT_FD_KEY):
+        fd = info.pop(key, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
-async def _wait(fd: int, timeout: float) -> None:
+def _wait_turn_on_copies(fd: int, wait_fd: int) -> None:
+    """`_wait_turn` on duplicates of the connection's descriptors (the same open files, so the same
+    locks): a waiter given up on (`acquire`) may have its descriptors closed and their numbers
+    reused while this thread still waits, and must not unlock whatever they name by then."""
     try:
-        await asyncio.wait_for(asyncio.wrap_future(_waiters.submit(fcntl.flock, fd, fcntl.LOCK_EX)), timeout)
+        _wait_turn(fd, wait_fd)
+    finally:
+        os.close(fd)
+        os.close(wait_fd)
+
+
+async def _wait(fd: int, wait_fd: int, timeout: float) -> None:
+    job = _waiters.submit(_wait_turn_on_copies, os.dup(fd), os.dup(wait_fd))
+    try:
+        await asyncio.wait_for(asyncio.wrap_future(job), timeout)
     except TimeoutError:
         raise OperationalError(
             "BEGIN IMMEDIATE",

@@ -92,6 +92,19 @@ async def test_a_writer_waits_for_the_other_pools_turn_without_blocking_the_loop
     assert handed_over < 0.5
 
 
+async def test_a_waiting_writer_goes_before_one_that_comes_after_it(two: tuple[Database, Database, Path]) -> None:
+    a, b, _path = two
+    async with a.engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t VALUES (1, 'a')"))
+        waiting = asyncio.create_task(_insert(b, 2, "b"))
+        await asyncio.sleep(0.1)  # b is waiting for the turn
+    # a lets go and at once wants the turn again, before the kernel has even woken b's thread: a
+    # free-for-all would give it to a again (b waits a turn more, and on a busy worker another).
+    await asyncio.wait_for(_insert(a, 3, "a"), timeout=5)
+    await asyncio.wait_for(waiting, timeout=5)
+    assert await _rows(a) == [(1, "a"), (2, "b"), (3, "a")]
+
+
 async def test_a_writer_that_gets_no_turn_fails_clearly_and_loses_no_later_turn(
     two: tuple[Database, Database, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
