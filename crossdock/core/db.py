@@ -96,21 +96,20 @@ def make_engine(
     write transaction in one go; `sqlite_reads=True` makes the engine for pure reads instead, on
     aiosqlite's threads."""
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        file = bool(path) and path != ":memory:"
-        if file:
+        path = sqlite_file(url)
+        if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        inline = file and not sqlite_reads
+        inline = path if not sqlite_reads else None
         engine = create_async_engine(
             url,
             echo=echo,
             json_serializer=_json_dumps,
             json_deserializer=_json_loads,
             connect_args={} if inline else {"timeout": 30},
-            async_creator=sqlite_inline.creator(path) if inline else None,
-            poolclass=None if file else NullPool,
+            async_creator=sqlite_inline.creator(inline) if inline else None,
+            poolclass=None if path else NullPool,
         )
-        _configure_sqlite(engine, path if file else None, inline=inline)
+        _configure_sqlite(engine, inline)
         return engine
     return create_async_engine(
         url,
@@ -126,13 +125,12 @@ def make_engine(
     )
 
 
-def _configure_sqlite(engine: AsyncEngine, path: str | None, *, inline: bool) -> None:
-    """Pragmas for every connection. On the inline engine of a file (`make_engine`) writers take
-    their turn through `core.sqlite_lock` and begin with `BEGIN IMMEDIATE`; pure reads (`READ_ONLY`,
-    or the whole engine for `sqlite_reads`) begin with a deferred `BEGIN`."""
+def _configure_sqlite(engine: AsyncEngine, inline: str | None) -> None:
+    """Pragmas for every connection. On the inline engine of the file `inline` (`make_engine`)
+    writers take their turn through `core.sqlite_lock` and begin with `BEGIN IMMEDIATE`; pure reads
+    (`READ_ONLY`, or every connection of any other SQLite engine) begin with a deferred `BEGIN`."""
     sync_engine = engine.sync_engine
-    locked = inline and path is not None
-    checkpointer = sqlite_lock.WalCheckpointer(path) if locked and path else None
+    checkpointer = sqlite_lock.WalCheckpointer(inline) if inline else None
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, record: Any) -> None:
@@ -141,12 +139,12 @@ def _configure_sqlite(engine: AsyncEngine, path: str | None, *, inline: bool) ->
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
         cur.execute("PRAGMA foreign_keys=ON")
-        if locked and path:
+        if inline:
             # No busy wait on the event loop (sqlite_inline waits for an outside writer in a thread);
             # the WAL checkpointer thread copies the WAL back, outside any writer's turn (sqlite_lock).
             cur.execute("PRAGMA busy_timeout=0")
             cur.execute("PRAGMA wal_autocheckpoint=0")
-            sqlite_lock.attach(record.info, path)
+            sqlite_lock.attach(record.info, inline)
         else:
             cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
@@ -204,9 +202,10 @@ def _then_release(method: Any) -> Any:
     return wrapped
 
 
-def _is_sqlite_file(url: str) -> bool:
+def sqlite_file(url: str) -> str | None:
+    """The path of the SQLite file a URL names; None for PostgreSQL or an in-memory database."""
     path = url.split(":///", 1)[-1] if url.startswith("sqlite") else ""
-    return bool(path) and path != ":memory:"
+    return path if path and path != ":memory:" else None
 
 
 class Database:
@@ -220,7 +219,7 @@ class Database:
         # For connections that only read: on SQLite they take no lock (see above); on a SQLite file
         # they have an engine of their own, on aiosqlite's threads, so a long read never holds up
         # the event loop the way the inline writes do (`core.sqlite_inline`).
-        self._read_engine = make_engine(url, echo=echo, sqlite_reads=True) if _is_sqlite_file(url) else None
+        self._read_engine = make_engine(url, echo=echo, sqlite_reads=True) if sqlite_file(url) else None
         self.reads = (self._read_engine or self.engine).execution_options(**{READ_ONLY: True})
         # For work that is one statement (a sweep, a poll): on PostgreSQL in autocommit, so it costs
         # one round trip instead of three (BEGIN, the statement, COMMIT or ROLLBACK); on SQLite the
