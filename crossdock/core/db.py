@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, DateTime, MetaData, event
+from sqlalchemy import JSON, DateTime, MetaData, event, make_url
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -107,7 +107,7 @@ def make_engine(
             json_deserializer=_json_loads,
             connect_args={} if inline else {"timeout": 30},
             async_creator=sqlite_inline.creator(inline) if inline else None,
-            poolclass=None if path else NullPool,
+            poolclass=NullPool if make_url(url).database == ":memory:" else None,
         )
         _configure_sqlite(engine, inline)
         return engine
@@ -133,7 +133,7 @@ def _configure_sqlite(engine: AsyncEngine, inline: str | None) -> None:
     checkpointer = sqlite_lock.WalCheckpointer(inline) if inline else None
 
     @event.listens_for(sync_engine, "connect")
-    def _on_connect(dbapi_conn: Any, record: Any) -> None:
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -144,14 +144,9 @@ def _configure_sqlite(engine: AsyncEngine, inline: str | None) -> None:
             # the WAL checkpointer thread copies the WAL back, outside any writer's turn (sqlite_lock).
             cur.execute("PRAGMA busy_timeout=0")
             cur.execute("PRAGMA wal_autocheckpoint=0")
-            sqlite_lock.attach(record.info, inline)
         else:
             cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
-
-    @event.listens_for(sync_engine, "close")
-    def _on_close(_dbapi_conn: Any, record: Any) -> None:
-        sqlite_lock.close(record.info)
 
     # pysqlite's own transaction handling is off (isolation_level=None); we emit BEGIN IMMEDIATE so
     # that writers queue on the lock instead of failing with "database is locked" on upgrade. Pure
@@ -163,14 +158,16 @@ def _configure_sqlite(engine: AsyncEngine, inline: str | None) -> None:
         if not inline or conn.get_execution_options().get(READ_ONLY):
             conn.exec_driver_sql("BEGIN")
             return
-        info = conn.connection.info
+        turn = _turn(conn.connection)
         if checkpointer is not None:
             checkpointer.start()
-        sqlite_lock.acquire(info, SQLITE_LOCK_TIMEOUT)
+        if turn is not None:
+            turn.acquire(SQLITE_LOCK_TIMEOUT)
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
-            sqlite_lock.release(info)
+            if turn is not None:
+                turn.release()
             raise
 
     # The turn ends after COMMIT or ROLLBACK has run (SQLAlchemy's commit and rollback events come
@@ -191,21 +188,34 @@ def _then_release(method: Any) -> Any:
         try:
             method(dbapi_connection)
         finally:
-            # SQLAlchemy passes its pooled proxy, whose `info` is the record's; a bare DBAPI connection
-            # has none, and the connection being set up at first connect raises NotImplementedError.
-            try:
-                info = dbapi_connection.info
-            except (AttributeError, NotImplementedError):
-                return
-            sqlite_lock.release(info)
+            # Also when COMMIT or ROLLBACK raised: SQLite's own lock still guards a transaction left
+            # open, and the next writer then waits for it in a thread (`core.sqlite_inline`).
+            turn = _turn(dbapi_connection)
+            if turn is not None:
+                turn.release()
 
     return wrapped
 
 
+def _turn(connection: Any) -> sqlite_lock.WriterTurn | None:
+    """The writer turn of a pooled connection (SQLAlchemy's proxy, or its adapted DBAPI connection)."""
+    try:
+        driver = connection.driver_connection
+    except (AttributeError, NotImplementedError):
+        return None
+    return getattr(driver, "turn", None)
+
+
 def sqlite_file(url: str) -> str | None:
-    """The path of the SQLite file a URL names; None for PostgreSQL or an in-memory database."""
-    path = url.split(":///", 1)[-1] if url.startswith("sqlite") else ""
-    return path if path and path != ":memory:" else None
+    """The path of the plain SQLite file a URL names (its query string aside); None for PostgreSQL,
+    an in-memory database or a `uri=true` URL (those keep aiosqlite's own connections)."""
+    if not url.startswith("sqlite"):
+        return None
+    parsed = make_url(url)
+    path = parsed.database
+    if not path or path == ":memory:" or parsed.query.get("uri") or path.startswith("file:"):
+        return None
+    return path
 
 
 class Database:

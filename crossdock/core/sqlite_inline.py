@@ -16,9 +16,9 @@ WAL is checkpointed by a thread of its own (`core.sqlite_lock.WalCheckpointer`).
 for the write turn itself, and they never block the loop:
 
 * between Crossdock's writers, `core.sqlite_lock` (a thread waits on the lock file);
-* against a writer outside Crossdock (the `sqlite3` shell, say), SQLite's busy handler: a statement
-  that finds the database locked while no transaction is open on this connection is tried again in
-  a thread, with the usual busy timeout.
+* against a writer outside Crossdock (the `sqlite3` shell, say): a statement that finds the database
+  locked while no transaction is open on this connection is tried again in a thread, every few
+  milliseconds for up to 30 s (the usual busy timeout); a cancelled caller stops it at the next try.
 
 Pure reads keep aiosqlite's threads (`Database.reads`): a long report never stalls the loop.
 """
@@ -27,10 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-BUSY_TIMEOUT_MS = 30_000  # a turn lost to a writer outside Crossdock: waited for in a thread
+from crossdock.core.sqlite_lock import WriterTurn
+
+BUSY_TIMEOUT_S = 30.0  # a turn lost to a writer outside Crossdock: waited for in a thread
 
 
 class InlineCursor:
@@ -55,7 +59,7 @@ class InlineCursor:
         except sqlite3.OperationalError as exc:
             if not self._conn.outside_writer(exc):
                 raise
-            await self._conn.in_thread(self._cursor.execute, *args)
+            await self._conn.retry_in_thread(self._cursor.execute, *args)
         return self
 
     async def executemany(self, sql: str, seq_of_parameters: Iterable[Any]) -> InlineCursor:
@@ -110,8 +114,9 @@ class _Immediate:
 class InlineConnection:
     """The subset of `aiosqlite.Connection` that SQLAlchemy's adapter uses, run inline."""
 
-    def __init__(self, raw: sqlite3.Connection) -> None:
+    def __init__(self, raw: sqlite3.Connection, turn: WriterTurn | None = None) -> None:
         self.raw: sqlite3.Connection | None = raw
+        self.turn = turn  # this connection's turns at writing (`core.sqlite_lock`), closed with it
         self._tx = _Immediate()
 
     # SQLAlchemy's adapter reads aiosqlite's private `_conn` and `_connection` (None once closed).
@@ -143,13 +148,13 @@ class InlineConnection:
         self._open().rollback()
 
     async def close(self) -> None:
-        raw, self.raw = self.raw, None
-        if raw is not None:
-            raw.close()
+        self.stop()
 
     def stop(self) -> None:
-        """SQLAlchemy's hard close (terminate)."""
+        """Close (also SQLAlchemy's hard close, terminate): the lock files go too, and a turn with them."""
         raw, self.raw = self.raw, None
+        if self.turn is not None:
+            self.turn.close()
         if raw is not None:
             raw.close()
 
@@ -162,23 +167,44 @@ class InlineConnection:
         raw = self._open()
         return "locked" in str(exc) and not raw.in_transaction
 
-    async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        raw = self._open()
+    async def retry_in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)` again in a thread until the database is no longer locked (or 30 s), so that
+        the loop never sleeps in SQLite's busy handler. A cancelled caller stops the retries and
+        waits for the try in progress (busy timeout 0: it returns at once), so the connection is
+        not closed under a statement."""
+        stop = threading.Event()
 
-        def waiting() -> Any:
-            raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            try:
-                return fn(*args)
-            finally:
-                raw.execute("PRAGMA busy_timeout = 0")
+        def retrying() -> Any:
+            deadline = time.monotonic() + BUSY_TIMEOUT_S
+            delay = 0.001
+            while True:
+                try:
+                    return fn(*args)
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or stop.is_set() or time.monotonic() > deadline:
+                        raise
+                stop.wait(delay)
+                delay = min(delay * 2, 0.02)
 
-        return await asyncio.get_running_loop().run_in_executor(None, waiting)
+        attempt = asyncio.get_running_loop().run_in_executor(None, retrying)
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            stop.set()
+            await asyncio.wait([attempt])
+            raise
 
 
 def creator(path: str) -> Callable[[], Any]:
-    """`create_async_engine(async_creator=...)` for a file database: no busy wait on the loop."""
+    """`create_async_engine(async_creator=...)` for a file database: no busy wait on the loop, and
+    the connection's own writer turn (`core.sqlite_lock`)."""
 
     async def connect() -> InlineConnection:
-        return InlineConnection(sqlite3.connect(path, timeout=0, check_same_thread=False))
+        raw = sqlite3.connect(path, timeout=0, check_same_thread=False)
+        try:
+            return InlineConnection(raw, WriterTurn(path))
+        except BaseException:
+            raw.close()
+            raise
 
     return connect

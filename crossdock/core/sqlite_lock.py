@@ -9,7 +9,7 @@ system's acknowledgements waited ~50 ms at a quarter of its peak rate (docs/perf
 profile 16).
 
 So every Crossdock write transaction on a SQLite file first takes an exclusive `flock` on a file
-beside the database (`<database>-writer.lock`), one open file per pooled connection, and only then
+beside the database (`<database>-writer.lock`), one open file per connection (`WriterTurn`), and only then
 issues `BEGIN IMMEDIATE`; the lock goes after its COMMIT or ROLLBACK. The kernel wakes a waiter as
 soon as the holder lets go, in this process or another. The wait runs in a thread (the event loop
 never blocks) and gives up after the same 30 s as `busy_timeout`. A writer that is not Crossdock
@@ -46,12 +46,11 @@ from sqlalchemy.util.concurrency import await_, in_greenlet
 
 log = logging.getLogger("crossdock.core.sqlite_lock")
 
-FD_KEY = "crossdock_writer_lock_fd"  # in the pool's connection record `info`
-WAIT_FD_KEY = "crossdock_writer_wait_fd"
-PATH_KEY = "crossdock_writer_lock_db"
-HELD_KEY = "crossdock_writer_lock_held"
 LOCK_SUFFIX = "-writer.lock"
 WAIT_SUFFIX = "-writer.wait"
+
+
+_Job = tuple[concurrent.futures.Future[Any], Any, tuple[Any, ...], Any]
 
 
 class _DaemonThreads:
@@ -59,72 +58,101 @@ class _DaemonThreads:
     must not keep the process from exiting (`concurrent.futures` joins its threads at exit)."""
 
     def __init__(self, limit: int) -> None:
-        self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Any, tuple[Any, ...]]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._limit = limit
         self._threads = 0
-        self._idle = 0
+        self._idle = 0  # threads waiting for a job and not yet promised one
 
-    def submit(self, fn: Any, *args: Any) -> concurrent.futures.Future[Any]:
+    def submit(self, fn: Any, *args: Any, on_skip: Any = None) -> concurrent.futures.Future[Any]:
+        """Run `fn(*args)` in a thread; `on_skip(*args)` instead if the future is cancelled first."""
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._jobs.put((future, fn, args))
+        self._jobs.put((future, fn, args, on_skip))
         with self._lock:
-            if self._idle == 0 and self._threads < self._limit:
+            if self._idle:
+                self._idle -= 1  # that thread takes this job
+            elif self._threads < self._limit:
                 self._threads += 1
                 threading.Thread(target=self._work, name="crossdock-sqlite-turn", daemon=True).start()
         return future
 
     def _work(self) -> None:
         while True:
-            with self._lock:
-                self._idle += 1
-            future, fn, args = self._jobs.get()
-            with self._lock:
-                self._idle -= 1
+            future, fn, args, on_skip = self._jobs.get()
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(fn(*args))
                 except BaseException as exc:
                     future.set_exception(exc)
+            elif on_skip is not None:
+                on_skip(*args)
+            with self._lock:
+                self._idle += 1
 
 
 # One thread per waiting writer at most (a waiter blocks in flock); the connection pools bound them.
 _waiters = _DaemonThreads(limit=64)
 
 
-def attach(info: dict[str, Any], db_path: str) -> None:
-    """Give the connection whose record `info` this is its own open lock file (a reconnect after an
-    invalidation closes the previous one first)."""
-    close(info)
-    info[PATH_KEY] = db_path
-    info[FD_KEY] = _open(db_path + LOCK_SUFFIX)
-    info[WAIT_FD_KEY] = _open(db_path + WAIT_SUFFIX)
+class WriterTurn:
+    """One connection's turns at writing a SQLite file: its own open lock files (`flock` locks
+    belong to an open file, so two connections of one process exclude each other like two
+    processes). Owned by the connection (`core.sqlite_inline`), and closed with it however it goes:
+    closing the files ends a turn the connection still held."""
+
+    def __init__(self, db_path: str) -> None:
+        self.db_path = db_path
+        self.held = False
+        self._fd, self._wait_fd = -1, -1
+        self._fd, self._wait_fd = _open(db_path + LOCK_SUFFIX), _open(db_path + WAIT_SUFFIX)
+
+    def acquire(self, timeout: float) -> None:
+        """Take the turn (from SQLAlchemy's sync context: inside the asyncio greenlet the wait is a
+        thread's; a synchronous caller, with no event loop to keep free, waits inline)."""
+        if self.held or self._fd < 0:
+            return
+        if not _take_at_once(self._fd, self._wait_fd):
+            if not in_greenlet():
+                _wait_turn(self._fd, self._wait_fd)
+            else:
+                try:
+                    await_(_wait(self._fd, self._wait_fd, timeout))
+                except BaseException:
+                    # Timed out or cancelled while a thread still waits on these open files (through
+                    # its own duplicates): it may get the lock later. Swap in fresh files; the old
+                    # ones close, and with them the thread's lock, as soon as the thread is done.
+                    self._reopen()
+                    raise
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.held = False
+        fds, (self._fd, self._wait_fd) = (self._fd, self._wait_fd), (-1, -1)
+        for fd in fds:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _reopen(self) -> None:
+        self.close()
+        self._fd, self._wait_fd = _open(self.db_path + LOCK_SUFFIX), _open(self.db_path + WAIT_SUFFIX)
+
+    def __del__(self) -> None:  # a connection dropped without being closed
+        self.close()
 
 
 def _open(path: str) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-
-
-def acquire(info: dict[str, Any], timeout: float) -> None:
-    """Take the writer lock for the connection whose record `info` this is (from SQLAlchemy's sync
-    context: inside the asyncio greenlet the wait is a thread's; outside it, inline)."""
-    fd = info.get(FD_KEY)
-    if fd is None or info.get(HELD_KEY):
-        return
-    wait_fd = info[WAIT_FD_KEY]
-    if not _take_at_once(fd, wait_fd):
-        if not in_greenlet():  # a synchronous caller: no event loop to keep free
-            _wait_turn(fd, wait_fd)
-        else:
-            try:
-                await_(_wait(fd, wait_fd, timeout))
-            except BaseException:
-                # Timed out or cancelled while a thread still waits on these open files: it may
-                # get the lock later. Swap in fresh files; the old ones close, and with them any
-                # lock the thread takes, as soon as the thread lets go of them.
-                attach(info, info[PATH_KEY])
-                raise
-    info[HELD_KEY] = True
+    """Read-write where it may (the first opener creates the file, group-writable as the umask
+    allows); read-only otherwise, which `flock` accepts as well (a worker running as another user)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o664)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def _take_at_once(fd: int, wait_fd: int) -> bool:
@@ -149,35 +177,23 @@ def _wait_turn(fd: int, wait_fd: int) -> None:
         fcntl.flock(wait_fd, fcntl.LOCK_UN)
 
 
-def release(info: dict[str, Any] | None) -> None:
-    if info is not None and info.pop(HELD_KEY, False):
-        fcntl.flock(info[FD_KEY], fcntl.LOCK_UN)
-
-
-def close(info: dict[str, Any]) -> None:
-    """The connection is closing: its open file goes with it (and so would a lock it held)."""
-    info.pop(HELD_KEY, None)
-    info.pop(PATH_KEY, None)
-    for key in (FD_KEY, WAIT_FD_KEY):
-        fd = info.pop(key, None)
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+def _close_copies(fd: int, wait_fd: int) -> None:
+    os.close(fd)
+    os.close(wait_fd)
 
 
 def _wait_turn_on_copies(fd: int, wait_fd: int) -> None:
     """`_wait_turn` on duplicates of the connection's descriptors (the same open files, so the same
-    locks): a waiter given up on (`acquire`) may have its descriptors closed and their numbers
-    reused while this thread still waits, and must not unlock whatever they name by then."""
+    locks): a waiter given up on (`WriterTurn.acquire`) has its descriptors closed, and their numbers
+    may be reused, while this thread still waits; it must not unlock whatever they name by then."""
     try:
         _wait_turn(fd, wait_fd)
     finally:
-        os.close(fd)
-        os.close(wait_fd)
+        _close_copies(fd, wait_fd)
 
 
 async def _wait(fd: int, wait_fd: int, timeout: float) -> None:
-    job = _waiters.submit(_wait_turn_on_copies, os.dup(fd), os.dup(wait_fd))
+    job = _waiters.submit(_wait_turn_on_copies, os.dup(fd), os.dup(wait_fd), on_skip=_close_copies)
     try:
         await asyncio.wait_for(asyncio.wrap_future(job), timeout)
     except TimeoutError:
