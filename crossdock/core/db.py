@@ -109,7 +109,7 @@ def make_engine(
             async_creator=sqlite_inline.creator(inline) if inline else None,
             poolclass=NullPool if make_url(url).database == ":memory:" else None,
         )
-        _configure_sqlite(engine, inline)
+        _configure_sqlite(engine, inline, reads_only=sqlite_reads)
         return engine
     return create_async_engine(
         url,
@@ -125,10 +125,10 @@ def make_engine(
     )
 
 
-def _configure_sqlite(engine: AsyncEngine, inline: str | None) -> None:
-    """Pragmas for every connection. On the inline engine of the file `inline` (`make_engine`)
-    writers take their turn through `core.sqlite_lock` and begin with `BEGIN IMMEDIATE`; pure reads
-    (`READ_ONLY`, or every connection of any other SQLite engine) begin with a deferred `BEGIN`."""
+def _configure_sqlite(engine: AsyncEngine, inline: str | None, *, reads_only: bool) -> None:
+    """Pragmas for every connection. Writers begin with `BEGIN IMMEDIATE`, on the inline engine of
+    the file `inline` (`make_engine`) after taking their turn through `core.sqlite_lock`; pure reads
+    (`READ_ONLY`, or every connection of a `reads_only` engine) begin with a deferred `BEGIN`."""
     sync_engine = engine.sync_engine
     checkpointer = sqlite_lock.WalCheckpointer(inline) if inline else None
 
@@ -144,6 +144,8 @@ def _configure_sqlite(engine: AsyncEngine, inline: str | None) -> None:
             # the WAL checkpointer thread copies the WAL back, outside any writer's turn (sqlite_lock).
             cur.execute("PRAGMA busy_timeout=0")
             cur.execute("PRAGMA wal_autocheckpoint=0")
+            if checkpointer is not None:
+                checkpointer.start()  # once per connection, not per transaction; again after a dispose
         else:
             cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
@@ -155,12 +157,10 @@ def _configure_sqlite(engine: AsyncEngine, inline: str | None) -> None:
     # order, so a read could lose the lock to a steady stream of group commits for 0.2 s and more.)
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        if not inline or conn.get_execution_options().get(READ_ONLY):
+        if reads_only or conn.get_execution_options().get(READ_ONLY):
             conn.exec_driver_sql("BEGIN")
             return
         turn = _turn(conn.connection)
-        if checkpointer is not None:
-            checkpointer.start()
         if turn is not None:
             turn.acquire(SQLITE_LOCK_TIMEOUT)
         try:
@@ -170,6 +170,8 @@ def _configure_sqlite(engine: AsyncEngine, inline: str | None) -> None:
                 turn.release()
             raise
 
+    if not inline:
+        return
     # The turn ends after COMMIT or ROLLBACK has run (SQLAlchemy's commit and rollback events come
     # before them): the dialect's own methods are wrapped, for this engine's dialect only.
     dialect = sync_engine.dialect
@@ -198,12 +200,9 @@ def _then_release(method: Any) -> Any:
 
 
 def _turn(connection: Any) -> sqlite_lock.WriterTurn | None:
-    """The writer turn of a pooled connection (SQLAlchemy's proxy, or its adapted DBAPI connection)."""
-    try:
-        driver = connection.driver_connection
-    except (AttributeError, NotImplementedError):
-        return None
-    return getattr(driver, "turn", None)
+    """The writer turn of a pooled connection (SQLAlchemy's proxy, or its adapted DBAPI connection:
+    both name the driver's connection, `core.sqlite_inline.InlineConnection`)."""
+    return getattr(getattr(connection, "driver_connection", None), "turn", None)
 
 
 def sqlite_file(url: str) -> str | None:

@@ -114,7 +114,7 @@ class _Immediate:
 class InlineConnection:
     """The subset of `aiosqlite.Connection` that SQLAlchemy's adapter uses, run inline."""
 
-    def __init__(self, raw: sqlite3.Connection, turn: WriterTurn | None = None) -> None:
+    def __init__(self, raw: sqlite3.Connection, turn: WriterTurn) -> None:
         self.raw: sqlite3.Connection | None = raw
         self.turn = turn  # this connection's turns at writing (`core.sqlite_lock`), closed with it
         self._tx = _Immediate()
@@ -153,8 +153,7 @@ class InlineConnection:
     def stop(self) -> None:
         """Close (also SQLAlchemy's hard close, terminate): the lock files go too, and a turn with them."""
         raw, self.raw = self.raw, None
-        if self.turn is not None:
-            self.turn.close()
+        self.turn.close()
         if raw is not None:
             raw.close()
 
@@ -164,8 +163,7 @@ class InlineConnection:
     def outside_writer(self, exc: sqlite3.OperationalError) -> bool:
         """The statement found the database locked by a writer that does not take Crossdock's turns,
         before this connection holds any lock of its own (so waiting cannot deadlock)."""
-        raw = self._open()
-        return "locked" in str(exc) and not raw.in_transaction
+        return _locked(exc) and not self._open().in_transaction
 
     async def retry_in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """`fn(*args)` again in a thread until the database is no longer locked (or 30 s), so that
@@ -181,7 +179,7 @@ class InlineConnection:
                 try:
                     return fn(*args)
                 except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) or stop.is_set() or time.monotonic() > deadline:
+                    if not _locked(exc) or stop.is_set() or time.monotonic() > deadline:
                         raise
                 stop.wait(delay)
                 delay = min(delay * 2, 0.02)
@@ -193,6 +191,10 @@ class InlineConnection:
             stop.set()
             await asyncio.wait([attempt])
             raise
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc)  # "database is locked": SQLITE_BUSY
 
 
 def creator(path: str) -> Callable[[], Any]:

@@ -214,7 +214,6 @@ class WalCheckpointer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.checkpoints = 0
 
     def start(self) -> None:
         with self._lock:
@@ -227,7 +226,9 @@ class WalCheckpointer:
         with self._lock:
             thread, self._thread = self._thread, None
         self._stop.set()
-        if thread is not None and thread is not threading.current_thread():
+        if thread is None:
+            return  # nothing was written through this engine (and the file may not even exist)
+        if thread is not threading.current_thread():
             thread.join(timeout=10)
         self.checkpoint()  # what the writers left in the WAL
 
@@ -237,7 +238,6 @@ class WalCheckpointer:
             if conn is None:
                 conn = sqlite3.connect(self.db_path, timeout=0)
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            self.checkpoints += 1
         except sqlite3.Error as exc:  # busy or gone: the next round tries again
             log.debug("WAL checkpoint of %s: %s", self.db_path, exc)
         finally:
